@@ -1,1 +1,66 @@
-"""Placeholder."""
+"""Corral: run AI agents and untrusted code in microVM sandboxes.
+
+This module is the public SDK surface; everything else is private.
+"""
+
+from corral._config import SandboxConfig
+from corral._errors import (
+    BootError,
+    ChannelError,
+    CorralError,
+    ExecError,
+    ExecFailed,
+    ExecTimeout,
+    FsError,
+    ImageError,
+    InvalidConfig,
+    SandboxAlreadyExists,
+    SandboxNotFound,
+    SandboxNotRunning,
+)
+from corral._exec import (
+    ExecEvent,
+    ExecOutput,
+    ExecStream,
+    Exited,
+    Failed,
+    Started,
+    Stderr,
+    Stdout,
+)
+from corral._fs import FileInfo, FsGateway
+from corral._sandbox import Sandbox, SandboxBuilder, remove
+from corral._state import SandboxRecord
+
+DEFAULT_IMAGE = "default"
+
+__all__ = [
+    "DEFAULT_IMAGE",
+    "BootError",
+    "ChannelError",
+    "CorralError",
+    "ExecError",
+    "ExecEvent",
+    "ExecFailed",
+    "ExecOutput",
+    "ExecStream",
+    "ExecTimeout",
+    "Exited",
+    "Failed",
+    "FileInfo",
+    "FsError",
+    "FsGateway",
+    "ImageError",
+    "InvalidConfig",
+    "Sandbox",
+    "SandboxAlreadyExists",
+    "SandboxBuilder",
+    "SandboxConfig",
+    "SandboxNotFound",
+    "SandboxNotRunning",
+    "SandboxRecord",
+    "Started",
+    "Stderr",
+    "Stdout",
+    "remove",
+]

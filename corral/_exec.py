@@ -1,0 +1,203 @@
+"""Running commands in a sandbox: collected (`ExecOutput`) or streamed (`ExecStream`)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+
+from corral._connection import Connection, Stream
+from corral._errors import ChannelError, ExecFailed, ExecTimeout
+from corral._protocol import FrameType, decode_fields
+from corral._protocol.fields import Value
+
+RLIMIT_NAMES = frozenset(
+    [
+        "AS",
+        "CORE",
+        "CPU",
+        "DATA",
+        "FSIZE",
+        "LOCKS",
+        "MEMLOCK",
+        "MSGQUEUE",
+        "NICE",
+        "NOFILE",
+        "NPROC",
+        "RSS",
+        "RTPRIO",
+        "RTTIME",
+        "SIGPENDING",
+        "STACK",
+    ]
+)
+
+
+@dataclass(frozen=True)
+class ExecOutput:
+    stdout: bytes
+    stderr: bytes
+    exit_code: int | None
+    signal: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+@dataclass(frozen=True)
+class Started:
+    pid: int
+
+
+@dataclass(frozen=True)
+class Stdout:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Stderr:
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Exited:
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+
+
+@dataclass(frozen=True)
+class Failed:
+    kind: str
+    message: str
+    errno: int
+
+
+ExecEvent = Started | Stdout | Stderr | Exited | Failed
+
+
+@dataclass(frozen=True)
+class ExecRequest:
+    argv: Sequence[str]
+    env: Mapping[str, str]
+    cwd: str
+    user: str
+    timeout: float | None = None
+    tty: tuple[int, int] | None = None
+    rlimits: Mapping[str, tuple[int | None, int | None]] | None = None
+    stdin: bool = False
+
+    def fields(self) -> list[tuple[int, Value]]:
+        items: list[tuple[int, Value]] = [(1, arg) for arg in self.argv]
+        items += [(2, f"{key}={value}") for key, value in self.env.items()]
+        items += [(3, self.cwd), (4, self.user), (9, int(self.stdin))]
+        if self.timeout is not None:
+            items.append((5, max(1, int(self.timeout * 1000))))
+        if self.tty is not None:
+            items += [(6, self.tty[0]), (7, self.tty[1])]
+        for name, (soft, hard) in (self.rlimits or {}).items():
+            if name.upper() not in RLIMIT_NAMES:
+                raise ValueError(f"unknown rlimit {name!r}")
+            items.append((8, f"{name.upper()}={_limit(soft)}:{_limit(hard)}"))
+        return items
+
+
+def _limit(value: int | None) -> str:
+    return "unlimited" if value is None else str(value)
+
+
+class ExecStream:
+    """A running command: iterate its events, feed its stdin, signal or resize it."""
+
+    def __init__(self, connection: Connection, request: ExecRequest) -> None:
+        self._connection = connection
+        self._request = request
+        self._stream: Stream | None = None
+        self.pid = 0
+
+    async def start(self) -> ExecStream:
+        self._stream = self._connection.open_stream()
+        await self._stream.send(FrameType.EXEC, self._request.fields())
+        return self
+
+    async def __aenter__(self) -> ExecStream:
+        return await self.start()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._stream is None:
+            return
+        if not self._stream.finished:
+            with contextlib.suppress(ChannelError):
+                await self.signal(9)
+        self._stream.close()
+
+    async def events(self) -> AsyncIterator[ExecEvent]:
+        assert self._stream is not None, "call start() first"
+        while not self._stream.finished:
+            frame = await self._stream.receive()
+            if frame.type is FrameType.STDOUT:
+                yield Stdout(frame.payload)
+            elif frame.type is FrameType.STDERR:
+                yield Stderr(frame.payload)
+            elif frame.type is FrameType.STARTED:
+                self.pid = decode_fields(frame.payload).int(1) or 0
+                yield Started(self.pid)
+            elif frame.type is FrameType.EXIT:
+                fields = decode_fields(frame.payload)
+                yield Exited(fields.int(1), fields.int(2), fields.int(3) == 1)
+            elif frame.type is FrameType.ERROR:
+                fields = decode_fields(frame.payload)
+                if fields.str(1) == "SandboxStopped":
+                    raise ChannelError(fields.str(3))
+                yield Failed(fields.str(1), fields.str(3), fields.int(2) or 0)
+
+    def __aiter__(self) -> AsyncIterator[ExecEvent]:
+        return self.events()
+
+    async def write_stdin(self, data: bytes, eof: bool = False) -> None:
+        assert self._stream is not None
+        await self._stream.send_data(FrameType.STDIN, data, eof=eof)
+
+    async def close_stdin(self) -> None:
+        assert self._stream is not None
+        await self._stream.send_data(FrameType.STDIN, b"", eof=True)
+
+    async def signal(self, signum: int) -> None:
+        assert self._stream is not None
+        await self._stream.send(FrameType.SIGNAL, [(1, signum)])
+
+    async def resize(self, rows: int, cols: int) -> None:
+        assert self._stream is not None
+        await self._stream.send(FrameType.RESIZE, [(1, rows), (2, cols)])
+
+
+async def collect(connection: Connection, request: ExecRequest, stdin: bytes | None) -> ExecOutput:
+    """Run a command to completion, gathering its output."""
+    stdout, stderr = bytearray(), bytearray()
+    async with ExecStream(connection, request) as running:
+        feeder = None
+        if stdin is not None:
+            feeder = asyncio.ensure_future(running.write_stdin(stdin, eof=True))
+        try:
+            async for event in running:
+                if isinstance(event, Stdout):
+                    stdout += event.data
+                elif isinstance(event, Stderr):
+                    stderr += event.data
+                elif isinstance(event, Failed):
+                    raise ExecFailed(event.kind, event.message, event.errno)
+                elif isinstance(event, Exited):
+                    if event.timed_out:
+                        raise ExecTimeout(" ".join(request.argv), request.timeout or 0)
+                    return ExecOutput(bytes(stdout), bytes(stderr), event.exit_code, event.signal)
+        finally:
+            if feeder is not None:
+                feeder.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ChannelError):
+                    await feeder
+    raise ChannelError("the command's stream ended without an exit status")

@@ -1,0 +1,376 @@
+"""The SDK's sandbox handle and builder (embedded mode).
+
+`create()` records the sandbox (the UNIQUE name is the arbiter between racing
+creators), starts its supervisor detached from this process, waits for the one-line
+boot report and connects. The handle is a client of the supervisor: it can be dropped
+and re-obtained with `Sandbox.get(name)` from any process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal as signals
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+from corral._config import SandboxConfig, build_config
+from corral._connection import Connection
+from corral._errors import (
+    BootError,
+    ChannelError,
+    CorralError,
+    ImageError,
+    InvalidConfig,
+    SandboxNotRunning,
+)
+from corral._exec import ExecOutput, ExecRequest, ExecStream, collect
+from corral._fs import FsGateway
+from corral._paths import Paths
+from corral._protocol import Frame, FrameType, decode_fields
+from corral._state import LIVE_STATUSES, SandboxRecord, StateStore, process_alive
+
+CREATE_TIMEOUT = 300.0
+REPORTED_ERRORS: dict[str, type[CorralError]] = {"ImageError": ImageError}
+
+
+class SandboxBuilder:
+    """Collects settings; `create()` validates them all at once."""
+
+    def __init__(self, name: str) -> None:
+        self._values: dict[str, Any] = {"name": name}
+
+    def _set(self, key: str, value: Any) -> Self:
+        self._values[key] = value
+        return self
+
+    def image(self, reference: str) -> Self:
+        return self._set("image", reference)
+
+    def cpus(self, count: int) -> Self:
+        return self._set("cpus", count)
+
+    def memory(self, mib: int) -> Self:
+        return self._set("memory_mib", mib)
+
+    def disk(self, mib: int) -> Self:
+        return self._set("disk_mib", mib)
+
+    def env(self, values: Mapping[str, str] | None = None, **more: str) -> Self:
+        merged = {**self._values.get("env", {}), **(values or {}), **more}
+        return self._set("env", merged)
+
+    def workdir(self, path: str) -> Self:
+        return self._set("workdir", path)
+
+    def user(self, user: str) -> Self:
+        return self._set("user", user)
+
+    def entrypoint(self, argv: Sequence[str]) -> Self:
+        return self._set("entrypoint", list(argv))
+
+    def cmd(self, argv: Sequence[str]) -> Self:
+        return self._set("cmd", list(argv))
+
+    def accel(self, accel: str) -> Self:
+        return self._set("accel", accel)
+
+    def kernel(self, path: str) -> Self:
+        return self._set("kernel", path)
+
+    def config(self) -> SandboxConfig:
+        return build_config(**self._values)
+
+    async def create(self) -> Sandbox:
+        """A sandbox tied to this process: stopped and removed when the process exits."""
+        return await Sandbox._launch(self.config(), detached=False)
+
+    async def create_detached(self) -> Sandbox:
+        """A sandbox that outlives this process, until `stop()`/`remove()`."""
+        return await Sandbox._launch(self.config(), detached=True)
+
+
+class Sandbox:
+    """A handle on one sandbox. `async with` stops and removes non-detached sandboxes."""
+
+    def __init__(self, record: SandboxRecord, paths: Paths, connection: Connection) -> None:
+        self.record = record
+        self._paths = paths
+        self._connection = connection
+        self.fs = FsGateway(connection)
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def uid(self) -> str:
+        return self.record.uid
+
+    @property
+    def boot_id(self) -> str:
+        return self._connection.hello.str(4)
+
+    @staticmethod
+    def builder(name: str) -> SandboxBuilder:
+        return SandboxBuilder(name)
+
+    @classmethod
+    async def _launch(cls, config: SandboxConfig, detached: bool) -> Sandbox:
+        paths = Paths.from_env()
+        store = StateStore(paths.state_db)
+        uid = secrets.token_hex(8)
+        store.insert(config.name, uid, config.model_dump(), detached)
+        directory = paths.sandbox_dir(uid)
+        try:
+            directory.mkdir(parents=True)
+            report = await _start_supervisor(paths, config.name, directory, detached)
+            if not report.get("ok"):
+                error = REPORTED_ERRORS.get(str(report.get("kind")), BootError)
+                raise error(str(report.get("error")))
+            return await cls.get(config.name)
+        except BaseException:
+            _kill_leftovers(store, config.name)
+            store.delete(config.name, uid)
+            with contextlib.suppress(OSError):
+                _remove_tree(directory)
+            raise
+
+    @classmethod
+    async def get(cls, name: str) -> Sandbox:
+        paths = Paths.from_env()
+        record = StateStore(paths.state_db).get(name)
+        status, reason = record.effective_status
+        if status != "running":
+            raise SandboxNotRunning(name, status, reason)
+        socket = paths.sandbox_dir(record.uid) / "api.sock"
+        connection = await Connection.open(str(socket))
+        return cls(record, paths, connection)
+
+    @staticmethod
+    def list() -> list[SandboxRecord]:
+        return StateStore(Paths.from_env().state_db).list()
+
+    @staticmethod
+    def inspect(name: str) -> SandboxRecord:
+        return StateStore(Paths.from_env().state_db).get(name)
+
+    def _defaults(self) -> tuple[dict[str, str], str, str]:
+        hello = self._connection.hello
+        env = dict(item.decode().split("=", 1) for item in hello.all(10) if b"=" in item)
+        return env, hello.str(11, "/"), hello.str(12, "root")
+
+    def _request(
+        self,
+        program: str,
+        args: Sequence[str],
+        env: Mapping[str, str] | None,
+        cwd: str | None,
+        user: str | None,
+        timeout: float | None,
+        tty: tuple[int, int] | None = None,
+        stdin: bool = False,
+        rlimits: Mapping[str, tuple[int | None, int | None]] | None = None,
+    ) -> ExecRequest:
+        if timeout is not None and timeout <= 0:
+            raise InvalidConfig("timeout", timeout, "must be positive")
+        base_env, base_cwd, base_user = self._defaults()
+        return ExecRequest(
+            argv=[program, *args],
+            env={**base_env, **(env or {})},
+            cwd=cwd or base_cwd,
+            user=user or base_user,
+            timeout=timeout,
+            tty=tty,
+            rlimits=rlimits,
+            stdin=stdin,
+        )
+
+    async def exec(
+        self,
+        program: str,
+        args: Sequence[str] = (),
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        user: str | None = None,
+        timeout: float | None = None,
+        stdin: bytes | None = None,
+        rlimits: Mapping[str, tuple[int | None, int | None]] | None = None,
+    ) -> ExecOutput:
+        request = self._request(
+            program, args, env, cwd, user, timeout, stdin=stdin is not None, rlimits=rlimits
+        )
+        return await self._guarded(collect(self._connection, request, stdin))
+
+    async def shell(self, script: str, **options: Any) -> ExecOutput:
+        return await self.exec("/bin/sh", ["-c", script], **options)
+
+    def exec_stream(
+        self,
+        program: str,
+        args: Sequence[str] = (),
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | None = None,
+        user: str | None = None,
+        timeout: float | None = None,
+        tty: tuple[int, int] | None = None,
+        stdin: bool = True,
+    ) -> ExecStream:
+        """A streaming exec: `async with sb.exec_stream(...) as proc: async for event in proc`."""
+        request = self._request(program, args, env, cwd, user, timeout, tty=tty, stdin=stdin)
+        return ExecStream(self._connection, request)
+
+    async def _guarded(self, operation: Any) -> Any:
+        try:
+            return await operation
+        except ChannelError:
+            record = StateStore(self._paths.state_db).get(self.name)
+            status, reason = record.effective_status
+            if status != "running":
+                raise SandboxNotRunning(self.name, status, reason) from None
+            raise
+
+    async def info(self) -> dict[str, Any]:
+        stream = self._connection.open_stream()
+        try:
+            await stream.send(FrameType.INFO)
+            frame = await stream.receive()
+        finally:
+            stream.close()
+        fields = decode_fields(frame.payload)
+        return {
+            **self.inspect(self.name).to_dict(),
+            "agent_version": self._connection.hello.str(2),
+            "kernel": self._connection.hello.str(3),
+            "uptime_ms": fields.int(1),
+            "mem_total_kib": fields.int(2),
+            "mem_available_kib": fields.int(3),
+            "processes": fields.int(4),
+            "loadavg": fields.str(5),
+        }
+
+    async def stop(self) -> None:
+        """Ask the guest to shut down cleanly (killed after a grace period)."""
+        await self._connection.write(Frame(FrameType.SHUTDOWN, 0))
+
+    async def kill(self) -> None:
+        await self._connection.write(Frame(FrameType.KILL, 0))
+
+    async def wait(self, timeout: float = 30.0) -> SandboxRecord:
+        """Wait until the supervisor has recorded a final status."""
+        store = StateStore(self._paths.state_db)
+        deadline = time.monotonic() + timeout
+        while True:
+            record = store.get(self.name)
+            status, _ = record.effective_status
+            if status not in LIVE_STATUSES:
+                return record
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"sandbox {self.name!r} still {status} after {timeout}s")
+            await asyncio.sleep(0.05)
+
+    async def stop_and_wait(self, timeout: float = 30.0) -> SandboxRecord:
+        with contextlib.suppress(ChannelError):
+            await self.stop()
+        return await self.wait(timeout)
+
+    async def close(self) -> None:
+        """Disconnect this handle; the sandbox itself is untouched."""
+        await self._connection.close()
+
+    async def remove(self) -> None:
+        """Stop the sandbox if it runs, then delete its record and files."""
+        await self.stop_and_wait()
+        await self.close()
+        remove(self.name)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self.record.detached:
+            await self.close()
+        else:
+            await self.remove()
+
+
+def remove(name: str, force: bool = False) -> None:
+    """Delete a sandbox that is not running (or, with force, kill it first)."""
+    paths = Paths.from_env()
+    store = StateStore(paths.state_db)
+    record = store.get(name)
+    status, _ = record.effective_status
+    if status in LIVE_STATUSES and not force:
+        raise SandboxNotRunning(name, status, "stop it first, or remove with force")
+    _kill_leftovers(store, name)
+    _remove_tree(paths.sandbox_dir(record.uid))
+    store.delete(name, record.uid)
+
+
+def _kill_leftovers(store: StateStore, name: str) -> None:
+    """Kill a supervisor and QEMU that may survive a failed create or a forced remove."""
+    with contextlib.suppress(CorralError):
+        record = store.get(name)
+        if process_alive(record.supervisor_pid, record.supervisor_start):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(record.supervisor_pid, signals.SIGKILL)
+        if record.qemu_pid:
+            _kill_qemu(record.qemu_pid)
+
+
+def _kill_qemu(pid: int) -> None:
+    with contextlib.suppress(OSError):
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"qemu-system" in cmdline:
+            os.kill(pid, signals.SIGKILL)
+
+
+def _remove_tree(directory: Path) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+async def _start_supervisor(
+    paths: Paths, name: str, directory: Path, detached: bool
+) -> dict[str, Any]:
+    command = [
+        sys.executable,
+        "-m",
+        "corral.node_agent.supervisor",
+        "--home",
+        str(paths.home),
+        "--name",
+        name,
+    ]
+    if not detached:
+        command += ["--owner-pid", str(os.getpid())]
+    with (directory / "supervisor.log").open("ab") as log:
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            start_new_session=True,
+        )
+    assert process.stdout is not None
+    try:
+        line = await asyncio.wait_for(process.stdout.readline(), CREATE_TIMEOUT)
+    except TimeoutError:
+        raise BootError(f"sandbox {name!r} did not boot within {CREATE_TIMEOUT:g}s") from None
+    if not line:
+        log_tail = (directory / "supervisor.log").read_text(errors="replace")[-2000:]
+        raise BootError(f"the supervisor of {name!r} exited during boot", log_tail)
+    result: dict[str, Any] = json.loads(line)
+    return result

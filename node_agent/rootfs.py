@@ -1,0 +1,189 @@
+"""Root disks: one read-only ext4 base per image, shared; one sparse upper per sandbox.
+
+The guest agent overlays the per-sandbox upper disk on the shared base, so a second
+sandbox of an image costs one sparse file. Sources for now: the default image, a local
+directory, or a rootfs tarball. Bases are built into a temporary file and renamed into
+place under a lock, so a half-built disk is never used and two builders never race.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import stat
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from corral._errors import ImageError
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+@dataclass(frozen=True)
+class ImageDefaults:
+    """What the image says a process should get unless the sandbox overrides it."""
+
+    env: dict[str, str] = field(default_factory=lambda: {"PATH": DEFAULT_PATH})
+    entrypoint: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+    workdir: str = "/"
+    user: str = "root"
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    reference: str
+    path: Path
+    kind: str  # "directory" or "tarball"
+    defaults: ImageDefaults
+
+
+def resolve(reference: str, default_image: Path) -> ImageSource:
+    path = default_image if reference == "default" else Path(reference)
+    if path.is_dir():
+        defaults = _read_defaults(path.parent / "image.json" if reference == "default" else None)
+        return ImageSource(reference, path, "directory", defaults)
+    if path.is_file():
+        if not tarfile.is_tarfile(path):
+            raise ImageError(f"image {reference!r}: {path} is not a tar archive")
+        return ImageSource(reference, path, "tarball", ImageDefaults())
+    raise ImageError(
+        f"image {reference!r} not found: expected 'default', a rootfs directory or a rootfs tarball"
+    )
+
+
+def _read_defaults(path: Path | None) -> ImageDefaults:
+    if path is None or not path.exists():
+        return ImageDefaults()
+    data = json.loads(path.read_text())
+    return ImageDefaults(
+        env=dict(data.get("env", {"PATH": DEFAULT_PATH})),
+        entrypoint=list(data.get("entrypoint", [])),
+        cmd=list(data.get("cmd", [])),
+        workdir=str(data.get("workdir", "/")),
+        user=str(data.get("user", "root")),
+    )
+
+
+def source_key(source: ImageSource) -> str:
+    """A content key: the tarball's sha256, or a digest of a directory's metadata walk."""
+    digest = hashlib.sha256(source.kind.encode())
+    if source.kind == "tarball":
+        with source.path.open("rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest()
+    for entry in sorted(_walk(source.path)):
+        info = entry.lstat()
+        target = os.readlink(entry) if entry.is_symlink() else ""
+        digest.update(
+            f"{entry.relative_to(source.path)}\0{info.st_mode}\0{info.st_uid}\0{info.st_gid}"
+            f"\0{info.st_size}\0{info.st_mtime_ns}\0{target}\n".encode()
+        )
+    return digest.hexdigest()
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for directory, dirs, files in os.walk(root):
+        for name in dirs + files:
+            yield Path(directory) / name
+
+
+@contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def base_disk(source: ImageSource, cache: Path) -> Path:
+    """The shared read-only root disk of `source`, building it once."""
+    key = source_key(source)
+    disk = cache / key[:32] / "root.ext4"
+    if disk.exists():
+        return disk
+    with _locked(cache / f"{key[:32]}.lock"):
+        if disk.exists():
+            return disk
+        disk.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache, prefix=".build-") as scratch:
+            tree = source.path
+            if source.kind == "tarball":
+                tree = Path(scratch) / "tree"
+                _extract(source.path, tree)
+            partial = Path(scratch) / "root.ext4"
+            make_ext4(partial, tree, journal=False, label="corral-root")
+            os.chmod(partial, 0o444)
+            partial.rename(disk)
+    return disk
+
+
+def _keep_mode_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """The stdlib 'tar' filter's path checks, without its clearing of setuid bits."""
+    checked = tarfile.tar_filter(member, dest)
+    return checked.replace(mode=member.mode, deep=False)
+
+
+def _extract(tarball: Path, tree: Path) -> None:
+    tree.mkdir()
+    try:
+        with tarfile.open(tarball) as archive:
+            archive.extractall(tree, filter=_keep_mode_filter)
+    except (tarfile.TarError, OSError) as exc:
+        raise ImageError(f"cannot unpack {tarball}: {exc}") from exc
+
+
+def _tree_size(tree: Path) -> tuple[int, int]:
+    total, count = 0, 0
+    for entry in _walk(tree):
+        info = entry.lstat()
+        count += 1
+        if stat.S_ISREG(info.st_mode):
+            total += info.st_blocks * 512
+    return total, count
+
+
+def make_ext4(disk: Path, tree: Path | None, journal: bool, label: str, size_mib: int = 0) -> None:
+    """Create an ext4 image at `disk`, populated from `tree` when given."""
+    if tree is not None:
+        used, inodes = _tree_size(tree)
+        size_mib = max(size_mib, (used * 5 // 4) // (1 << 20) + inodes // 256 + 16)
+    with disk.open("wb") as file:
+        file.truncate(size_mib << 20)
+    command = ["mkfs.ext4", "-q", "-F", "-L", label, "-m", "0", "-E", "root_owner=0:0"]
+    if not journal:
+        command += ["-O", "^has_journal"]
+    if tree is not None:
+        command += ["-N", str(inodes + inodes // 4 + 256), "-d", str(tree)]
+    command.append(str(disk))
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise ImageError(f"mkfs.ext4 failed for {disk}: {result.stderr.strip()}")
+
+
+def upper_disk(path: Path, size_mib: int, cache: Path) -> None:
+    """A fresh sparse writable disk for one sandbox, copied from a per-size template."""
+    template = cache / f"upper-{size_mib}.ext4"
+    if not template.exists():
+        with _locked(cache / f"upper-{size_mib}.lock"):
+            if not template.exists():
+                partial = template.with_suffix(".partial")
+                make_ext4(partial, None, journal=True, label="corral-upper", size_mib=size_mib)
+                partial.rename(template)
+    subprocess.run(
+        ["cp", "--sparse=always", "--reflink=auto", str(template), str(path)], check=True
+    )
+
+
+def remove_tree(path: Path) -> None:
+    """Remove a sandbox's files; 'already gone' is success."""
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,0 +1,123 @@
+"""QEMU: the command line (pure) and the process that owns one running VM.
+
+`-M microvm` with virtio-mmio devices and direct kernel boot; the options and kernel
+parameters below are the ones measured to boot fastest (shared/MEASURED.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from corral.node_agent.accel import Accel
+
+QEMU_BINARY = "qemu-system-x86_64"
+CHANNEL_NAME = "corral.0"
+
+
+@dataclass(frozen=True)
+class Disk:
+    path: Path
+    readonly: bool
+
+
+@dataclass(frozen=True)
+class VmSpec:
+    accel: Accel
+    cpus: int
+    memory_mib: int
+    kernel: Path
+    initramfs: Path
+    channel_socket: Path
+    console_log: Path
+    disks: list[Disk] = field(default_factory=list)
+    kernel_args: list[str] = field(default_factory=list)
+    tsc_khz: int = 0
+
+
+def kernel_cmdline(spec: VmSpec) -> str:
+    args = ["console=ttyS0", "reboot=t", "panic=-1", "quiet"]
+    if spec.accel == "tcg" and spec.tsc_khz:
+        args += [
+            f"tsc_early_khz={spec.tsc_khz}",
+            "tsc=reliable",
+            "no_timer_check",
+            f"lpj={spec.tsc_khz * 10}",
+            "noreplace-smp",
+            "noapictimer",
+        ]
+    return " ".join(args + spec.kernel_args)
+
+
+def qemu_command(spec: VmSpec) -> list[str]:
+    command = [
+        QEMU_BINARY,
+        "-M", "microvm,x-option-roms=off,isa-serial=on,acpi=off",
+        "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+        "-accel", spec.accel,
+        "-cpu", "host" if spec.accel == "kvm" else "max",
+        "-smp", str(spec.cpus),
+        "-m", str(spec.memory_mib),
+        "-kernel", str(spec.kernel),
+        "-initrd", str(spec.initramfs),
+        "-append", kernel_cmdline(spec),
+        "-serial", f"file:{spec.console_log}",
+        "-device", "virtio-rng-device",
+        "-device", "virtio-serial-device",
+        "-chardev", f"socket,id=channel,path={spec.channel_socket}",
+        "-device", f"virtserialport,chardev=channel,name={CHANNEL_NAME}",
+    ]  # fmt: skip
+    for index, disk in enumerate(spec.disks):
+        readonly = ",readonly=on" if disk.readonly else ""
+        command += [
+            "-drive", f"if=none,id=disk{index},file={disk.path},format=raw{readonly}",
+            "-device", f"virtio-blk-device,drive=disk{index}",
+        ]  # fmt: skip
+    return command
+
+
+class QemuProcess:
+    """Owns one QEMU process; `kill` is idempotent and 'already gone' is success."""
+
+    def __init__(self, spec: VmSpec) -> None:
+        self.spec = spec
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        log = os.open(self.spec.console_log.with_suffix(".qemu.log"), os.O_WRONLY | os.O_CREAT)
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *qemu_command(self.spec),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        finally:
+            os.close(log)
+
+    @property
+    def pid(self) -> int:
+        return self._process.pid if self._process else 0
+
+    async def wait(self) -> int:
+        assert self._process is not None, "QEMU was not started"
+        return await self._process.wait()
+
+    def kill(self) -> None:
+        if self._process is None or self._process.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self._process.send_signal(signal.SIGKILL)
+
+    def describe_exit(self, code: int) -> str:
+        reason = f"killed by signal {-code}" if code < 0 else f"exited with status {code}"
+        qemu_log = self.spec.console_log.with_suffix(".qemu.log")
+        with contextlib.suppress(OSError):
+            tail = qemu_log.read_text(errors="replace").strip().splitlines()[-3:]
+            if tail:
+                reason += ": " + " | ".join(tail)
+        return f"QEMU {reason}"
