@@ -21,17 +21,16 @@ import sys
 import time
 from pathlib import Path
 
-from corral.node_agent import accel, rootfs
-from corral.node_agent.assets import Assets
-from corral.node_agent.channel import GuestChannel
-from corral.node_agent.router import GUEST, Outgoing, Router, error_frame
-from corral.node_agent.vmm import Disk, QemuProcess, VmSpec
-
 from corral._config import SandboxConfig
 from corral._errors import BootError, CorralError
 from corral._paths import Paths
 from corral._protocol import Fields, Frame, FrameDecoder, FrameType, ProtocolError, encode_fields
 from corral._state import StateStore, current_process_identity
+from corral.node_agent import accel, rootfs
+from corral.node_agent.assets import Assets
+from corral.node_agent.channel import GuestChannel
+from corral.node_agent.router import GUEST, Outgoing, Router, error_frame
+from corral.node_agent.vmm import Disk, QemuProcess, VmSpec
 
 BOOT_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0

@@ -77,7 +77,7 @@ def parse_header(header: bytes) -> tuple[int, int, FrameType, Flag]:
         raise ProtocolError(f"frame payload length {length} exceeds {MAX_PAYLOAD}")
     if reserved:
         raise ProtocolError(f"reserved header bits set ({reserved:#x})")
-    if flags & ~Flag.EOF:
+    if flags & ~int(Flag.EOF) & 0xFF:
         raise ProtocolError(f"unknown frame flags {flags:#x}")
     try:
         frame_type = FrameType(type_)
