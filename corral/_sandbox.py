@@ -18,10 +18,10 @@ import signal as signals
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from corral._config import SandboxConfig, build_config
 from corral._connection import Connection
@@ -39,6 +39,7 @@ from corral._paths import Paths
 from corral._protocol import Frame, FrameType, decode_fields
 from corral._state import LIVE_STATUSES, SandboxRecord, StateStore, process_alive
 
+T = TypeVar("T")
 CREATE_TIMEOUT = 300.0
 REPORTED_ERRORS: dict[str, type[CorralError]] = {"ImageError": ImageError}
 
@@ -231,7 +232,7 @@ class Sandbox:
         request = self._request(program, args, env, cwd, user, timeout, tty=tty, stdin=stdin)
         return ExecStream(self._connection, request)
 
-    async def _guarded(self, operation: Any) -> Any:
+    async def _guarded(self, operation: Awaitable[T]) -> T:
         try:
             return await operation
         except ChannelError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import struct
 from collections.abc import Iterable
 
@@ -28,20 +29,20 @@ class Fields:
                 return value
         return None
 
-    def str(self, tag: int, default: str = "") -> str:
+    def str(self, tag: builtins.int, default: builtins.str = "") -> builtins.str:
         value = self.get(tag)
         return default if value is None else value.decode("utf-8", "replace")
 
-    def int(self, tag: int) -> int | None:
+    def int(self, tag: builtins.int) -> builtins.int | None:
         value = self.get(tag)
         if value is None:
             return None
         if len(value) != _INT.size:
             raise ProtocolError(f"field {tag}: integer must be 8 bytes, got {len(value)}")
-        result: int = _INT.unpack(value)[0]
+        result: builtins.int = _INT.unpack(value)[0]
         return result
 
-    def nested(self, tag: int) -> list[Fields]:
+    def nested(self, tag: builtins.int) -> list[Fields]:
         return [decode_fields(value) for value in self.all(tag)]
 
 
