@@ -1,0 +1,115 @@
+"""Guest file access in a real VM: round trips, metadata, tree operations, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from corral import FsError, Sandbox
+
+pytestmark = pytest.mark.vm
+
+
+@pytest.fixture
+async def sb(shared_sandbox: str) -> AsyncIterator[Sandbox]:
+    sandbox = await Sandbox.get(shared_sandbox)
+    yield sandbox
+    await sandbox.close()
+
+
+async def test_binary_round_trip(sb: Sandbox) -> None:
+    data = bytes(range(256)) * 4 + b"\x00" * 10
+    assert await sb.fs.write("/tmp/x.bin", data) == len(data)
+    assert await sb.fs.read("/tmp/x.bin") == data
+    assert await sb.fs.write("/tmp/empty", b"") == 0
+    assert await sb.fs.read("/tmp/empty") == b""
+
+
+async def test_64_mib_round_trip_matches_the_guest_checksum(sb: Sandbox) -> None:
+    data = os.urandom(64 << 20)
+    await sb.fs.write("/tmp/big.bin", data)
+    out = await sb.exec("sha256sum", ["/tmp/big.bin"])
+    assert out.stdout.split()[0].decode() == hashlib.sha256(data).hexdigest()
+    assert await sb.fs.read("/tmp/big.bin") == data
+    await sb.fs.remove("/tmp/big.bin")
+
+
+async def test_mode_stat_and_list(sb: Sandbox) -> None:
+    await sb.fs.mkdir("/tmp/tree/a/b", parents=True)
+    await sb.fs.write("/tmp/tree/a/run.sh", b"#!/bin/sh\necho ran\n", mode=0o750)
+    info = await sb.fs.stat("/tmp/tree/a/run.sh")
+    assert (info.kind, info.mode & 0o7777, info.size) == ("file", 0o750, 19)
+    assert (await sb.exec("/tmp/tree/a/run.sh")).stdout == b"ran\n"
+    await sb.exec("ln", ["-s", "run.sh", "/tmp/tree/a/link"])
+    entries = {entry.name: entry for entry in await sb.fs.list("/tmp/tree/a")}
+    assert set(entries) == {"b", "run.sh", "link"}
+    assert entries["b"].kind == "dir"
+    assert (entries["link"].kind, entries["link"].target) == ("symlink", "run.sh")
+
+
+async def test_rename_and_recursive_remove(sb: Sandbox) -> None:
+    await sb.fs.mkdir("/tmp/rm/x/y", parents=True)
+    await sb.fs.write("/tmp/rm/x/y/f", b"f")
+    await sb.fs.rename("/tmp/rm/x", "/tmp/rm/z")
+    assert await sb.fs.read("/tmp/rm/z/y/f") == b"f"
+    with pytest.raises(FsError) as error:
+        await sb.fs.remove("/tmp/rm")
+    assert error.value.kind == "NotEmpty"
+    await sb.fs.remove("/tmp/rm", recursive=True)
+    assert not await sb.fs.exists("/tmp/rm")
+
+
+async def test_recursive_remove_does_not_follow_symlinks(sb: Sandbox) -> None:
+    await sb.fs.mkdir("/tmp/keep", parents=True)
+    await sb.fs.write("/tmp/keep/precious", b"p")
+    await sb.fs.mkdir("/tmp/victim", parents=True)
+    await sb.exec("ln", ["-s", "/tmp/keep", "/tmp/victim/link"])
+    await sb.fs.remove("/tmp/victim", recursive=True)
+    assert await sb.fs.read("/tmp/keep/precious") == b"p"
+
+
+@pytest.mark.parametrize(
+    ("operation", "kind"),
+    [
+        (lambda fs: fs.read("/no/such/file"), "NotFound"),
+        (lambda fs: fs.write("/no/such/dir/file", b"x"), "NotFound"),
+        (lambda fs: fs.read("/tmp"), "IsADirectory"),
+        (lambda fs: fs.list("/etc/passwd"), "NotADirectory"),
+        (lambda fs: fs.stat("/nope"), "NotFound"),
+        (lambda fs: fs.remove("/nope"), "NotFound"),
+        (lambda fs: fs.mkdir("/etc", parents=False), "Exists"),
+        (lambda fs: fs.write("/tmp/bad-mode", b"x", mode=0o170000), "InvalidArgument"),
+    ],
+)
+async def test_errors_have_kinds(sb: Sandbox, operation, kind: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(FsError) as error:
+        await operation(sb.fs)
+    assert error.value.kind == kind
+
+
+async def test_failed_write_leaves_nothing_behind(sb: Sandbox) -> None:
+    await sb.fs.mkdir("/tmp/atomic", parents=True)
+    await sb.fs.write("/tmp/atomic/f", b"old")
+    with pytest.raises(FsError):
+        await sb.fs.write("/tmp/atomic/f/child", b"x")
+    assert [entry.name for entry in await sb.fs.list("/tmp/atomic")] == ["f"]
+    assert await sb.fs.read("/tmp/atomic/f") == b"old"
+
+
+async def test_copy_in_and_out_keep_content_and_mode(sb: Sandbox, tmp_path: Path) -> None:
+    source = tmp_path / "tool"
+    source.write_bytes(os.urandom(3 << 20))
+    source.chmod(0o751)
+    await sb.fs.copy_in(source, "/tmp/tool")
+    assert (await sb.fs.stat("/tmp/tool")).mode & 0o777 == 0o751
+    target = tmp_path / "back"
+    assert await sb.fs.copy_out("/tmp/tool", target) == 3 << 20
+    assert target.read_bytes() == source.read_bytes()
+    with pytest.raises(FsError):
+        await sb.fs.copy_out("/no/such", tmp_path / "missing")
+    assert not (tmp_path / "missing").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["back", "tool"]

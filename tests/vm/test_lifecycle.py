@@ -1,0 +1,150 @@
+"""Sandbox lifecycle with real VMs: detached survival, crashes, stale records, bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from corral import (
+    ImageError,
+    InvalidConfig,
+    Sandbox,
+    SandboxAlreadyExists,
+    SandboxNotFound,
+    SandboxNotRunning,
+    remove,
+)
+
+pytestmark = pytest.mark.vm
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_issue_example_and_cleanup_on_exit(corral_home: Path) -> None:
+    data = os.urandom(100_000)
+    async with await Sandbox.builder("demo").image("default").cpus(1).memory(256).create() as sb:
+        out = await sb.exec("sh", ["-c", "echo hi; echo oops >&2; exit 3"])
+        assert (out.stdout, out.stderr, out.exit_code) == (b"hi\n", b"oops\n", 3)
+        await sb.fs.write("/tmp/x.bin", data)
+        assert await sb.fs.read("/tmp/x.bin") == data
+        uid = sb.uid
+    with pytest.raises(SandboxNotFound):
+        Sandbox.inspect("demo")
+    assert not (corral_home / "sandboxes" / uid).exists()
+
+
+async def test_detached_sandbox_outlives_its_creator(corral_home: Path) -> None:
+    created = run_python(
+        """
+        import asyncio
+        from corral import Sandbox
+        async def main():
+            sb = await Sandbox.builder("survivor").create_detached()
+            await sb.fs.write("/root/mark", b"made by a process that is gone")
+        asyncio.run(main())
+        """
+    )
+    assert created.returncode == 0, created.stderr
+    sb = await Sandbox.get("survivor")
+    assert await sb.fs.read("/root/mark") == b"made by a process that is gone"
+    record = await sb.stop_and_wait()
+    assert record.status == "stopped"
+    await sb.close()
+    with pytest.raises(SandboxNotRunning):
+        await Sandbox.get("survivor")
+    remove("survivor")
+
+
+async def test_attached_sandbox_goes_away_with_its_owner(corral_home: Path) -> None:
+    created = run_python(
+        """
+        import asyncio
+        from corral import Sandbox
+        async def main():
+            await Sandbox.builder("owned").create()
+        asyncio.run(main())
+        """
+    )
+    assert created.returncode == 0, created.stderr
+    for _ in range(200):
+        if not any(record.name == "owned" for record in Sandbox.list()):
+            break
+        await asyncio.sleep(0.1)
+    assert not any(record.name == "owned" for record in Sandbox.list())
+
+
+async def test_qemu_killed_is_recorded_as_crashed(corral_home: Path) -> None:
+    sb = await Sandbox.builder("victim").create_detached()
+    os.kill(sb.record.qemu_pid or Sandbox.inspect("victim").qemu_pid, signal.SIGKILL)
+    record = await sb.wait()
+    assert record.status == "crashed"
+    assert "signal 9" in record.reason
+    with pytest.raises(SandboxNotRunning, match="crashed"):
+        await sb.exec("true")
+    await sb.close()
+    remove("victim")
+
+
+async def test_dead_supervisor_is_reported_stale_and_removable(corral_home: Path) -> None:
+    sb = await Sandbox.builder("orphan").create_detached()
+    record = Sandbox.inspect("orphan")
+    os.kill(record.supervisor_pid, signal.SIGKILL)
+    await sb.close()
+    for _ in range(50):
+        if Sandbox.inspect("orphan").effective_status[0] == "stale":
+            break
+        await asyncio.sleep(0.1)
+    assert Sandbox.inspect("orphan").effective_status[0] == "stale"
+    remove("orphan", force=True)
+    await asyncio.sleep(0.2)
+    assert not Path(f"/proc/{record.qemu_pid}").exists()
+
+
+async def test_bad_configs_leave_nothing_behind(corral_home: Path) -> None:
+    with pytest.raises(InvalidConfig, match="memory_mib"):
+        await Sandbox.builder("bad").memory(0).create()
+    with pytest.raises(ImageError, match="not found"):
+        await Sandbox.builder("bad").image("/no/such/image").create()
+    assert Sandbox.list() == []
+    assert not any((corral_home / "sandboxes").glob("*"))
+
+
+async def test_duplicate_name_is_refused_and_the_first_keeps_running(corral_home: Path) -> None:
+    async with await Sandbox.builder("twin").create() as first:
+        with pytest.raises(SandboxAlreadyExists):
+            await Sandbox.builder("twin").create()
+        assert (await first.exec("true")).exit_code == 0
+
+
+async def test_garbage_from_a_client_harms_no_sandbox(corral_home: Path) -> None:
+    async with (
+        await Sandbox.builder("target").create() as target,
+        await Sandbox.builder("bystander").create() as bystander,
+    ):
+        socket_path = corral_home / "sandboxes" / target.uid / "api.sock"
+        for garbage in (os.urandom(4096), b"\xff" * 12, b"\x00\x00\x00\x05\x00\x00\x00\x01\x7e"):
+            with socket.socket(socket.AF_UNIX) as raw:
+                raw.connect(str(socket_path))
+                raw.sendall(garbage)
+                raw.shutdown(socket.SHUT_WR)
+                raw.settimeout(5)
+                while raw.recv(65536):
+                    pass
+        assert (await target.exec("echo", ["alive"])).stdout == b"alive\n"
+        assert (await bystander.exec("echo", ["alive"])).stdout == b"alive\n"
