@@ -1,0 +1,58 @@
+"""The folder mapping (operator/ → corral.operator, node_agent/ → corral.node_agent)
+works for a wheel and for an editable install into a fresh venv, and the public
+surface is exactly what is meant."""
+
+from __future__ import annotations
+
+import site
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+import corral
+
+REPO = Path(__file__).resolve().parent.parent
+IMPORTS = (
+    "import corral, corral.operator, corral.node_agent, corral.node_agent.supervisor; "
+    "print(corral.node_agent.supervisor.__name__)"
+)
+
+
+def fresh_venv(tmp_path: Path) -> Path:
+    venv.EnvBuilder(with_pip=True).create(tmp_path / "venv")
+    return tmp_path / "venv/bin/python"
+
+
+def run_imports(python: Path, cwd: Path) -> str:
+    deps = ":".join(site.getsitepackages())
+    result = subprocess.run(
+        [str(python), "-c", f"import sys; sys.path.append({deps!r}); {IMPORTS}"],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+@pytest.mark.parametrize("editable", [False, True])
+def test_mapped_packages_import_from_a_fresh_venv(tmp_path: Path, editable: bool) -> None:
+    python = fresh_venv(tmp_path)
+    install = [str(python), "-m", "pip", "install", "-q", "--no-deps"]
+    install += ["-e", str(REPO)] if editable else [str(REPO)]
+    subprocess.run(install, check=True, capture_output=True, cwd=tmp_path)
+    assert run_imports(python, tmp_path) == "corral.node_agent.supervisor"
+
+
+def test_public_surface() -> None:
+    assert sorted(corral.__all__) == sorted(
+        name for name in vars(corral) if not name.startswith("_") and name != "annotations"
+    )
+    assert {"Sandbox", "SandboxBuilder", "ExecOutput", "ExecTimeout", "ExecFailed"} <= set(
+        corral.__all__
+    )
+    assert sys.modules["corral"] is corral
