@@ -19,5 +19,4 @@ bench: setup
 lint:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
-	scripts/typecheck
-	.venv/bin/lint-imports
+	scripts/check
