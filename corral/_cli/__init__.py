@@ -1,0 +1,68 @@
+"""The `corral` command line, a thin client of the async SDK (one `asyncio.run` per command).
+
+Each module owns one group of commands; this one assembles them and turns every
+failure into one `corral: error: …` line and an exit code (see `errors`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+import click
+
+from corral._cli import errors
+from corral._cli.fs import cp
+from corral._cli.info import info
+from corral._cli.manage import inspect, kill, ls, rm, stop
+from corral._cli.run import exec_, run
+from corral._cli.shell import shell
+from corral._errors import CorralError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="corral", prog_name="corral")
+def cli() -> None:
+    """Run untrusted code in microVM sandboxes."""
+
+
+for command in (run, exec_, shell, cp, ls, inspect, stop, kill, rm, info):
+    cli.add_command(command)
+
+
+def run_cli(argv: Sequence[str]) -> int:
+    """Run the command line `corral ARGV...`; the exit code."""
+    try:
+        result = cli.main(list(argv), prog_name="corral", standalone_mode=False)
+    except click.exceptions.NoArgsIsHelpError as exc:
+        exc.show()
+        return errors.USAGE
+    except click.UsageError as exc:
+        if exc.ctx is not None:
+            print(exc.ctx.get_usage(), file=sys.stderr)
+            print(f"Try '{exc.ctx.command_path} --help' for help.", file=sys.stderr)
+        errors.report(exc.format_message())
+        return errors.USAGE
+    except click.ClickException as exc:
+        errors.report(exc.format_message())
+        return exc.exit_code
+    except errors.Failure as exc:
+        errors.report(str(exc))
+        return exc.code
+    except CorralError as exc:
+        errors.report(str(exc))
+        return errors.exit_code(exc)
+    except (click.Abort, KeyboardInterrupt):
+        return errors.INTERRUPTED
+    except BrokenPipeError:
+        # Our reader went away (`corral run -- yes | head`): stop quietly, like a shell
+        # command killed by SIGPIPE, and keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 128 + 13
+    return result if isinstance(result, int) else 0
+
+
+def main() -> NoReturn:
+    sys.exit(run_cli(sys.argv[1:]))
