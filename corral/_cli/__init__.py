@@ -13,12 +13,7 @@ from typing import NoReturn
 
 import click
 
-from corral._cli import errors
-from corral._cli.fs import cp
-from corral._cli.info import info
-from corral._cli.manage import inspect, kill, ls, rm, stop
-from corral._cli.run import exec_, run
-from corral._cli.shell import shell
+from corral._cli import errors, fs, info, manage, run, shell
 from corral._errors import CorralError
 
 
@@ -28,7 +23,18 @@ def cli() -> None:
     """Run untrusted code in microVM sandboxes."""
 
 
-for command in (run, exec_, shell, cp, ls, inspect, stop, kill, rm, info):
+for command in (
+    run.run,
+    run.exec_,
+    shell.shell,
+    fs.cp,
+    manage.ls,
+    manage.inspect,
+    manage.stop,
+    manage.kill,
+    manage.rm,
+    info.info,
+):
     cli.add_command(command)
 
 
