@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 from corral._connection import Connection, Stream
@@ -67,6 +67,8 @@ class Exited:
     exit_code: int | None
     signal: int | None
     timed_out: bool
+    run_ns: int = field(default=0, compare=False)
+    """Fork to reap, as the guest agent measured it."""
 
 
 @dataclass(frozen=True)
@@ -149,7 +151,7 @@ class ExecStream:
                 yield Started(self.pid)
             elif frame.type is FrameType.EXIT:
                 fields = decode_fields(frame.payload)
-                yield Exited(fields.int(1), fields.int(2), fields.int(3) == 1)
+                yield Exited(fields.int(1), fields.int(2), fields.int(3) == 1, fields.int(4) or 0)
             elif frame.type is FrameType.ERROR:
                 fields = decode_fields(frame.payload)
                 if fields.str(1) == "SandboxStopped":

@@ -1,0 +1,100 @@
+"""Cold start: `corral run` and SDK create→exec-ready, against a raw QEMU boot to init
+of the same kernel and initramfs in the same run. Target: create→ready ≤ 1.25× raw."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import bench_home, emit, median
+from corral import Sandbox
+from corral._paths import Paths
+from corral.node_agent import accel
+from corral.node_agent.assets import Assets
+from corral.node_agent.channel import GuestChannel
+from corral.node_agent.vmm import QemuProcess, VmSpec
+
+RUNS = 7
+INIT_MARKER = b"corral-agent: init"
+
+
+async def raw_boot_to_init(assets: Assets, choice: accel.AccelChoice) -> float:
+    """QEMU start → the agent's first console line, with no Corral around it."""
+    scratch = Path(tempfile.mkdtemp(prefix="corral-raw", dir="/tmp"))
+    try:
+        channel = GuestChannel(scratch / "channel.sock")
+        await channel.listen()
+        spec = VmSpec(
+            accel=choice.accel,
+            cpus=1,
+            memory_mib=256,
+            kernel=assets.kernel,
+            initramfs=assets.initramfs,
+            channel_socket=channel.socket_path,
+            console_log=scratch / "console.log",
+            tsc_khz=assets.tsc_khz,
+        )
+        qemu = QemuProcess(spec)
+        started = time.perf_counter()
+        await qemu.start()
+        while INIT_MARKER not in _read(spec.console_log):
+            if time.perf_counter() - started > 30:
+                raise RuntimeError("raw boot did not reach init in 30 s")
+            await asyncio.sleep(0.001)
+        elapsed = time.perf_counter() - started
+        qemu.kill()
+        await qemu.wait()
+        await channel.close()
+        return elapsed
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
+
+
+async def sdk_create_ready(index: int) -> float:
+    started = time.perf_counter()
+    sandbox = await Sandbox.builder(f"boot-{index}").create()
+    elapsed = time.perf_counter() - started
+    await sandbox.remove()
+    return elapsed
+
+
+def cli_run_true() -> float:
+    started = time.perf_counter()
+    corral = Path(sys.executable).parent / "corral"
+    subprocess.run([str(corral), "run", "default", "--", "/bin/true"], check=True)
+    return time.perf_counter() - started
+
+
+async def main() -> None:
+    with bench_home():
+        assets = Assets.load(Paths.from_env().assets)
+        choice = accel.choose("auto", accel.probe_host(), assets.kernel_pvm)
+        warm = await Sandbox.builder("warm-image-cache").create()
+        await warm.remove()
+        raw, ready, end_to_end = [], [], []
+        for index in range(RUNS):
+            raw.append(await raw_boot_to_init(assets, choice))
+            ready.append(await sdk_create_ready(index))
+            end_to_end.append(cli_run_true())
+        emit(
+            "cold_start",
+            accel=choice.accel,
+            runs=RUNS,
+            raw_boot_to_init_s=round(median(raw), 4),
+            create_to_ready_s=round(median(ready), 4),
+            corral_run_true_s=round(median(end_to_end), 4),
+            ready_vs_raw=round(median(ready) / median(raw), 3),
+            target_ready_vs_raw=1.25,
+        )

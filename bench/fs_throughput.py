@@ -1,0 +1,153 @@
+"""File throughput host→guest and guest→host (256 MiB through `sandbox.fs`), against the
+raw virtio-serial throughput of the same VM setup: a second port on which the guest's
+busybox streams bytes with no protocol at all. Target ≥ 50 % of raw."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bench.common import bench_home, emit
+from corral import Sandbox
+from corral._paths import Paths
+from corral._protocol import Frame, FrameType, decode_fields, encode_fields
+from corral.node_agent import accel, rootfs
+from corral.node_agent.assets import Assets
+from corral.node_agent.channel import GuestChannel
+from corral.node_agent.vmm import Disk, QemuProcess, VmSpec, qemu_command
+
+SIZE = 256 << 20
+CHUNK = 1 << 20
+FIND_PORT = (
+    "for p in /sys/class/virtio-ports/*; do "
+    '[ "$(cat $p/name)" = corral.bench ] && dev=/dev/${p##*/}; done; '
+)
+
+
+class BenchQemu(QemuProcess):
+    """The sandbox's VM plus one extra virtio-serial port for raw transfers."""
+
+    def __init__(self, spec: VmSpec, bench_socket: Path) -> None:
+        super().__init__(spec)
+        self.bench_socket = bench_socket
+
+    async def start(self) -> None:
+        command = qemu_command(self.spec) + [
+            "-chardev", f"socket,id=bench,path={self.bench_socket}",
+            "-device", "virtserialport,chardev=bench,name=corral.bench",
+        ]  # fmt: skip
+        self._process = await asyncio.create_subprocess_exec(*command)
+
+
+async def guest_exec(channel: GuestChannel, stream: int, script: str) -> None:
+    fields = [(1, "/bin/sh"), (1, "-c"), (1, script), (2, f"PATH={rootfs.DEFAULT_PATH}")]
+    channel.send(Frame(FrameType.EXEC, stream, encode_fields([*fields, (3, "/"), (4, "root")])))
+
+
+async def wait_exit(channel: GuestChannel, stream: int) -> None:
+    async for frame in channel.frames():
+        if frame.stream == stream and frame.type in (FrameType.EXIT, FrameType.ERROR):
+            if frame.type is FrameType.ERROR:
+                raise RuntimeError(decode_fields(frame.payload).str(3))
+            return
+
+
+async def raw_throughput(home: Path) -> tuple[float, float]:
+    """(host→guest, guest→host) bytes per second over a bare virtio-serial port."""
+    assets = Assets.load(Paths.from_env().assets)
+    choice = accel.choose("auto", accel.probe_host(), assets.kernel_pvm)
+    source = rootfs.resolve("default", assets.default_image)
+    base = rootfs.base_disk(source, home / "images")
+    scratch = Path(tempfile.mkdtemp(prefix="corral-raw", dir="/tmp"))
+    try:
+        upper = scratch / "upper.ext4"
+        rootfs.upper_disk(upper, 256, home / "images")
+        channel = GuestChannel(scratch / "channel.sock")
+        await channel.listen()
+        bench_connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
+        bench_connected = asyncio.get_running_loop().create_future()
+
+        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            bench_connected.set_result((reader, writer))
+
+        bench_server = await asyncio.start_unix_server(accept, path=str(scratch / "bench.sock"))
+        spec = VmSpec(
+            accel=choice.accel,
+            cpus=1,
+            memory_mib=256,
+            kernel=assets.kernel,
+            initramfs=assets.initramfs,
+            channel_socket=channel.socket_path,
+            console_log=scratch / "console.log",
+            disks=[Disk(base, True), Disk(upper, False)],
+            kernel_args=["corral.root=/dev/vda", "corral.upper=/dev/vdb"],
+            tsc_khz=assets.tsc_khz,
+        )
+        qemu = BenchQemu(spec, scratch / "bench.sock")
+        await qemu.start()
+        reader, writer = await bench_connected
+        await channel.handshake()
+
+        await guest_exec(channel, 1, FIND_PORT + f"head -c {SIZE} $dev > /dev/null")
+        block = os.urandom(CHUNK)
+        started = time.perf_counter()
+        for _ in range(SIZE // CHUNK):
+            writer.write(block)
+            await writer.drain()
+        await wait_exit(channel, 1)
+        to_guest = SIZE / (time.perf_counter() - started)
+
+        await guest_exec(channel, 2, FIND_PORT + f"head -c {SIZE} /dev/zero > $dev")
+        started = time.perf_counter()
+        received = 0
+        while received < SIZE:
+            data = await reader.read(CHUNK)
+            if not data:
+                raise RuntimeError("bench port closed early")
+            received += len(data)
+        to_host = SIZE / (time.perf_counter() - started)
+        qemu.kill()
+        await qemu.wait()
+        writer.close()
+        bench_server.close()
+        await channel.close()
+        return to_guest, to_host
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+async def corral_throughput() -> tuple[float, float]:
+    sandbox = await Sandbox.builder("throughput").create()
+    data = os.urandom(SIZE)
+    started = time.perf_counter()
+    await sandbox.fs.write("/tmp/big", data)
+    to_guest = SIZE / (time.perf_counter() - started)
+    started = time.perf_counter()
+    received = 0
+    async for chunk in sandbox.fs.read_chunks("/tmp/big"):
+        received += len(chunk)
+    to_host = SIZE / (time.perf_counter() - started)
+    assert received == SIZE
+    await sandbox.remove()
+    return to_guest, to_host
+
+
+async def main() -> None:
+    with bench_home() as home:
+        raw_in, raw_out = await raw_throughput(home)
+        fs_in, fs_out = await corral_throughput()
+    mib = 1 << 20
+    emit(
+        "fs_throughput_256mib",
+        raw_host_to_guest_mib_s=round(raw_in / mib, 1),
+        raw_guest_to_host_mib_s=round(raw_out / mib, 1),
+        fs_write_mib_s=round(fs_in / mib, 1),
+        fs_read_mib_s=round(fs_out / mib, 1),
+        write_vs_raw=round(fs_in / raw_in, 3),
+        read_vs_raw=round(fs_out / raw_out, 3),
+        target_vs_raw=0.5,
+    )
