@@ -1,5 +1,5 @@
 """Cold start: `corral run` and SDK create→exec-ready, against a raw QEMU boot to init
-of the same kernel and initramfs in the same run. Target: create→ready ≤ 1.25× raw."""
+of the same kernel and initramfs in the same run. Target: create→ready ≤ 1.25 times raw."""
 
 from __future__ import annotations
 

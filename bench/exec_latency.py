@@ -1,5 +1,5 @@
 """Exec round trip of `true` (p50/p99 over 1000 calls) against the guest agent's own
-spawn+wait time for `true`, reported by the agent in the EXIT frame. Target ≤ 2×."""
+spawn+wait time for `true`, reported by the agent in the EXIT frame. Target ≤ 2 times."""
 
 from __future__ import annotations
 

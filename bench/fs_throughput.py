@@ -36,7 +36,8 @@ class BenchQemu(QemuProcess):
         self.bench_socket = bench_socket
 
     async def start(self) -> None:
-        command = qemu_command(self.spec) + [
+        command = [
+            *qemu_command(self.spec),
             "-chardev", f"socket,id=bench,path={self.bench_socket}",
             "-device", "virtserialport,chardev=bench,name=corral.bench",
         ]  # fmt: skip
