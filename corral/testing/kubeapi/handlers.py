@@ -163,7 +163,9 @@ class Handlers:
 
     async def _body(self, request: web.Request) -> Any:
         raw = await request.read()
-        content_type = request.content_type
+        # Without a Content-Type the real server assumes its first media type, JSON.
+        content_type = request.content_type if "Content-Type" in request.headers \
+            else "application/json"
         if raw and content_type not in _BODY_TYPES and request.method != "PATCH":
             raise APIError(415, "the body of the request was in an unknown format - accepted "
                            f"media types include: {', '.join(_BODY_TYPES)}",

@@ -1,0 +1,1 @@
+"""Tests of the Kubernetes-API-compatible test server."""
