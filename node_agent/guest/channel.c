@@ -1,0 +1,264 @@
+/* channel.c — the byte pipe to the host. As PID 1 it is the virtio-serial port named
+ * corral.0; in test mode the unix socket (or character device) given with --channel.
+ * Owns opening and reopening, cutting input into frames, and blocking frame writes.
+ *
+ * A virtio port reads EOF (and polls POLLHUP) while no host is connected, so after EOF
+ * the port is kept open and probed every IDLE_PROBE_MS until data arrives: closing it
+ * would discard input the host may already have sent. */
+#include "channel.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define PORT_NAME "corral.0"
+#define PORTS_DIR "/sys/class/virtio-ports"
+#define IDLE_PROBE_MS 10
+#define PORT_RETRY_MS 20
+#define PORT_WAIT_MS 10000
+#define REOPEN_RETRY_MS 100
+#define IN_CAP (2 * (FRAME_HDR + FRAME_MAX_PAYLOAD))
+
+enum chan_state { DOWN, IDLE, UP };
+
+static struct {
+	const char *path; /* --channel path; NULL = the virtio port */
+	int fd;
+	int is_char;
+	enum chan_state state;
+	int lost;          /* a write found the host gone */
+	int ever_opened;
+	int64_t retry_at;
+	int64_t first_try;
+	int pi;
+	size_t inlen;
+} ch = {.fd = -1, .pi = -1};
+
+static unsigned char inbuf[IN_CAP];
+static unsigned char databuf[FRAME_HDR + DATA_MAX_PAYLOAD];
+
+void chan_configure(const char *path)
+{
+	ch.path = path;
+}
+
+/* Finds /dev/<vportNpM> whose sysfs name is corral.0. */
+static int find_port(char *dev, size_t n)
+{
+	DIR *d = opendir(PORTS_DIR);
+	if (!d)
+		return -1;
+	int found = -1;
+	struct dirent *de;
+	while (found < 0 && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		char p[300], name[64] = "";
+		snprintf(p, sizeof p, PORTS_DIR "/%s/name", de->d_name);
+		int fd = open(p, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		ssize_t r = read(fd, name, sizeof name - 1);
+		close(fd);
+		if (r > 0 && name[r - 1] == '\n')
+			r--;
+		if (r == (ssize_t)strlen(PORT_NAME) && !memcmp(name, PORT_NAME, (size_t)r)) {
+			snprintf(dev, n, "/dev/%s", de->d_name);
+			found = 0;
+		}
+	}
+	closedir(d);
+	return found;
+}
+
+static int connect_socket(const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof sa.sun_path) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	strcpy(sa.sun_path, path);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ||
+	    fcntl(fd, F_SETFL, O_NONBLOCK) < 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+static int open_channel(void)
+{
+	char dev[300];
+	const char *path = ch.path;
+	if (!path) {
+		if (find_port(dev, sizeof dev) < 0) {
+			errno = ENOENT;
+			return -1;
+		}
+		path = dev;
+	}
+	struct stat st;
+	if (stat(path, &st) < 0)
+		return -1;
+	ch.is_char = S_ISCHR(st.st_mode);
+	if (ch.is_char)
+		ch.fd = open(path, O_RDWR | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	else
+		ch.fd = connect_socket(path);
+	return ch.fd < 0 ? -1 : 0;
+}
+
+static void close_channel(int64_t retry_at)
+{
+	if (ch.fd >= 0)
+		close(ch.fd);
+	ch.fd = -1;
+	ch.state = DOWN;
+	ch.retry_at = retry_at;
+}
+
+static enum chan_event try_open(int64_t now)
+{
+	if (!ch.first_try)
+		ch.first_try = now;
+	if (open_channel() == 0) {
+		ch.state = UP;
+		ch.lost = 0;
+		ch.inlen = 0;
+		ch.ever_opened = 1;
+		return CH_OPENED;
+	}
+	if (ch.path)
+		die("cannot open channel %s: %s", ch.path, strerror(errno));
+	if (!ch.ever_opened && now - ch.first_try > PORT_WAIT_MS)
+		die("no virtio-serial port named " PORT_NAME);
+	ch.retry_at = now + (ch.ever_opened ? REOPEN_RETRY_MS : PORT_RETRY_MS);
+	return CH_NONE;
+}
+
+/* The host went away: keep a character device for probing, drop a socket. */
+static enum chan_event host_gone(int64_t now)
+{
+	ch.inlen = 0;
+	ch.lost = 0;
+	if (ch.is_char)
+		ch.state = IDLE;
+	else
+		close_channel(now);
+	return CH_EOF;
+}
+
+static enum chan_event read_frames(void (*on_frame)(const struct frame *), int64_t now)
+{
+	ssize_t r = read(ch.fd, inbuf + ch.inlen, sizeof inbuf - ch.inlen);
+	if (r < 0 && (errno == EAGAIN || errno == EINTR))
+		return CH_NONE;
+	if (r <= 0)
+		return host_gone(now);
+	ch.inlen += (size_t)r;
+
+	size_t off = 0;
+	while (ch.inlen - off >= FRAME_HDR) {
+		struct frame f;
+		if (frame_header(inbuf + off, &f) < 0) {
+			say("corrupt frame header (length %u), reopening the channel", f.len);
+			close_channel(now);
+			return CH_CORRUPT;
+		}
+		if (ch.inlen - off < FRAME_HDR + (size_t)f.len)
+			break;
+		off += FRAME_HDR + (size_t)f.len;
+		on_frame(&f);
+		if (ch.lost)
+			return host_gone(now);
+	}
+	memmove(inbuf, inbuf + off, ch.inlen - off);
+	ch.inlen -= off;
+	return CH_NONE;
+}
+
+void chan_poll_add(struct pollset *ps)
+{
+	ch.pi = ch.state == UP ? pollset_add(ps, ch.fd, POLLIN) : -1;
+}
+
+int64_t chan_deadline(void)
+{
+	if (ch.state == DOWN)
+		return ch.retry_at;
+	if (ch.state == IDLE)
+		return now_ms() + IDLE_PROBE_MS;
+	return -1;
+}
+
+enum chan_event chan_service(const struct pollset *ps, void (*on_frame)(const struct frame *))
+{
+	int64_t now = now_ms();
+	if (ch.state == UP && ch.lost)
+		return host_gone(now);
+	switch (ch.state) {
+	case DOWN:
+		return now >= ch.retry_at ? try_open(now) : CH_NONE;
+	case IDLE: {
+		struct pollfd p = {.fd = ch.fd, .events = POLLIN};
+		if (poll(&p, 1, 0) == 1 && (p.revents & POLLIN))
+			ch.state = UP;
+		return CH_NONE;
+	}
+	case UP:
+		if (pollset_revents(ps, ch.pi))
+			return read_frames(on_frame, now);
+	}
+	return CH_NONE;
+}
+
+int chan_send(const unsigned char *p, size_t n)
+{
+	if (n == 0 || ch.state != UP || ch.lost)
+		return -1;
+	while (n) {
+		ssize_t w = write(ch.fd, p, n);
+		if (w > 0) {
+			p += w;
+			n -= (size_t)w;
+			continue;
+		}
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN) {
+			struct pollfd pfd = {.fd = ch.fd, .events = POLLOUT};
+			if (poll(&pfd, 1, -1) == 1 && !(pfd.revents & POLLOUT) &&
+			    (pfd.revents & (POLLHUP | POLLERR | POLLNVAL))) {
+				ch.lost = 1;
+				return -1;
+			}
+			continue;
+		}
+		ch.lost = 1;
+		return -1;
+	}
+	return 0;
+}
+
+unsigned char *chan_data_buf(void)
+{
+	return databuf;
+}
+
+int chan_send_data(uint32_t stream, uint8_t type, uint8_t flags, size_t n)
+{
+	frame_put_header(databuf, stream, type, flags, (uint32_t)n);
+	return chan_send(databuf, FRAME_HDR + n);
+}

@@ -1,0 +1,34 @@
+/* channel.h — the byte pipe to the host: opening it (the corral.0 virtio-serial port, or
+ * the --channel path in test mode), cutting its input into frames, blocking writes. */
+#ifndef CORRAL_CHANNEL_H
+#define CORRAL_CHANNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent.h"
+#include "frame.h"
+
+enum chan_event {
+	CH_NONE,
+	CH_OPENED,  /* the channel was (re)opened */
+	CH_EOF,     /* the host went away (read EOF or a failed write) */
+	CH_CORRUPT, /* an impossible frame header: the channel was dropped for a reopen */
+};
+
+/* path: the --channel argument, or NULL for the corral.0 virtio port. */
+void chan_configure(const char *path);
+void chan_poll_add(struct pollset *ps);
+/* When the channel next needs the loop to wake up (ms), or -1. */
+int64_t chan_deadline(void);
+/* Opens, probes or reads the channel; every complete frame goes to on_frame. */
+enum chan_event chan_service(const struct pollset *ps, void (*on_frame)(const struct frame *));
+
+/* Writes one whole frame, blocking until done; -1 when the channel is gone. */
+int chan_send(const unsigned char *p, size_t n);
+/* A buffer for one data frame: the payload goes at FRAME_HDR, up to DATA_MAX_PAYLOAD. */
+unsigned char *chan_data_buf(void);
+/* Sends the data frame held in chan_data_buf() with n payload bytes. */
+int chan_send_data(uint32_t stream, uint8_t type, uint8_t flags, size_t n);
+
+#endif

@@ -1,0 +1,21 @@
+/* fs.h — FS streams: read, write, list, stat, mkdir, remove, rename. */
+#ifndef CORRAL_FS_H
+#define CORRAL_FS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "agent.h"
+#include "stream.h"
+
+/* Runs an FS request; read and write stay open as streams, the rest answer at once. */
+void fs_start(uint32_t id, const unsigned char *p, size_t n);
+/* A DATA frame for a write stream. */
+void fs_data(struct stream *s, const unsigned char *p, size_t n, int eof);
+/* Closes the file (a write's temporary file is removed) and frees the stream. */
+void fs_abort(struct stream *s);
+
+void fs_poll_add(struct stream *s, struct pollset *ps);
+void fs_service(struct stream *s, const struct pollset *ps);
+
+#endif

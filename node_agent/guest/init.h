@@ -1,0 +1,15 @@
+/* init.h — PID 1 duties: early console, mounts and the overlay root switch, loopback and
+ * hostname, and the orderly power-off. Only used when the agent runs as PID 1. */
+#ifndef CORRAL_INIT_H
+#define CORRAL_INIT_H
+
+/* Mounts devtmpfs, points stdio at /dev/console, prints "corral-agent: init". */
+void init_early(void);
+/* Mounts, the root switch (corral.root/corral.upper), loopback, hostname. */
+void init_system(void);
+/* SHUTDOWN: terminate every process, sync, make the filesystems read-only, power off. */
+_Noreturn void init_shutdown(void);
+/* Syncs and ends the VM (reboot=t and -no-reboot make a reboot end QEMU). */
+_Noreturn void init_poweroff(void);
+
+#endif
