@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
 from dataclasses import dataclass, field
@@ -80,8 +81,20 @@ def qemu_command(spec: VmSpec) -> list[str]:
     return command
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Runs in the forked child: a VM never outlives its supervisor."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 class QemuProcess:
-    """Owns one QEMU process; `kill` is idempotent and 'already gone' is success."""
+    """Owns one QEMU process; `kill` is idempotent and 'already gone' is success.
+
+    QEMU gets SIGKILL if its supervisor dies, so no VM is left without an owner.
+    """
 
     def __init__(self, spec: VmSpec) -> None:
         self.spec = spec
@@ -95,6 +108,7 @@ class QemuProcess:
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                preexec_fn=_die_with_parent,
             )
         finally:
             os.close(log)
