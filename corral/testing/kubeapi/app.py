@@ -16,7 +16,7 @@ from aiohttp import web
 
 from . import discovery, rbac
 from .errors import APIError, method_not_allowed, page_not_found
-from .handlers import Handlers, Target, respond
+from .handlers import Handlers, Target, parse_bool, respond
 from .objects import Objects, WriteOptions
 from .resources import Registry
 from .settings import Record, RequestLog, Settings
@@ -117,7 +117,7 @@ class Cluster:
                                     path=request.path)
             self._authorize(attrs)
             return self._non_resource(request)
-        verb = _verb(request.method, parsed, request.query.get("watch") in ("true", "1"))
+        verb = _verb(request.method, parsed, parse_bool(request.query.get("watch")))
         record.update(verb=verb, group=parsed.group, resource=parsed.plural,
                       subresource=parsed.subresource, namespace=parsed.namespace,
                       name=parsed.name)

@@ -50,8 +50,13 @@ def respond(body: JSON, status: int = 200, warnings: list[str] | None = None) ->
                              dumps=lambda o: json.dumps(o, separators=(",", ":")))
 
 
+def parse_bool(value: str | None) -> bool:
+    """Go's strconv.ParseBool, which the real server uses for boolean query parameters."""
+    return value in ("1", "t", "T", "true", "TRUE", "True")
+
+
 def _flag(request: web.Request, name: str) -> bool:
-    return request.query.get(name, "").lower() in ("true", "1")
+    return parse_bool(request.query.get(name))
 
 
 class Handlers:
@@ -128,13 +133,15 @@ class Handlers:
         except ValueError as exc:
             raise bad_request(f"invalid resource version: {rv}") from exc
         timeout = request.query.get("timeoutSeconds")
+        if timeout is not None and not timeout.lstrip("-").isdigit():
+            raise bad_request(f'strconv.ParseInt: parsing "{timeout}": invalid syntax')
         req = watch.WatchRequest(
             key=target.resource.key, kind=target.resource.kind,
             api_version=target.resource.api_version(target.version),
             namespace=target.namespace or None, match=self._match(request, target),
             since=since, bookmarks=_flag(request, "allowWatchBookmarks"),
             initial_events=_flag(request, "sendInitialEvents"),
-            timeout=float(timeout) if timeout else None,
+            timeout=int(timeout) if timeout and int(timeout) > 0 else None,
             bookmark_interval=self.settings.bookmark_interval)
         include = self._table(request)
 

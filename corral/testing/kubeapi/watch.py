@@ -35,7 +35,7 @@ class WatchRequest:
     since: int | None
     bookmarks: bool
     initial_events: bool
-    timeout: float | None
+    timeout: int | None
     bookmark_interval: float
 
 

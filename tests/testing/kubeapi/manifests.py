@@ -1,8 +1,9 @@
-"""Manifests shared by the test-server tests: a Widget CRD exercising schemas and CEL."""
+"""Shared by the test-server tests: a Widget CRD exercising schemas and CEL, and helpers."""
 
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 GROUP = "test.corral.dev"
@@ -71,3 +72,10 @@ def widget_crd() -> dict[str, Any]:
 def widget(name: str, size: int = 1, **spec: Any) -> dict[str, Any]:
     return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Widget",
             "metadata": {"name": name}, "spec": {"size": size, **spec}}
+
+
+def api_status(exc: Exception) -> dict[str, Any]:
+    """The Status object of a `kubernetes` ApiException."""
+    body = json.loads(getattr(exc, "body", None) or "{}")
+    assert isinstance(body, dict)
+    return body
