@@ -24,6 +24,7 @@
 #define PORT_WAIT_MS 10000
 #define REOPEN_RETRY_MS 100
 #define IN_CAP (2 * (FRAME_HDR + FRAME_MAX_PAYLOAD))
+#define READ_BURST (1u << 20)
 
 enum chan_state { DOWN, IDLE, UP };
 
@@ -160,15 +161,28 @@ static enum chan_event host_gone(int64_t now)
 	return CH_EOF;
 }
 
+/* Reads what is there (a virtio port hands out one 4 KiB buffer per read, so several
+ * reads per wake-up), up to READ_BURST; 1 when the host has gone. */
+static int fill_input(void)
+{
+	size_t got = 0;
+	while (got < READ_BURST && ch.inlen < sizeof inbuf) {
+		ssize_t r = read(ch.fd, inbuf + ch.inlen, sizeof inbuf - ch.inlen);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno == EAGAIN)
+			return 0;
+		if (r <= 0)
+			return 1;
+		ch.inlen += (size_t)r;
+		got += (size_t)r;
+	}
+	return 0;
+}
+
 static enum chan_event read_frames(void (*on_frame)(const struct frame *), int64_t now)
 {
-	ssize_t r = read(ch.fd, inbuf + ch.inlen, sizeof inbuf - ch.inlen);
-	if (r < 0 && (errno == EAGAIN || errno == EINTR))
-		return CH_NONE;
-	if (r <= 0)
-		return host_gone(now);
-	ch.inlen += (size_t)r;
-
+	int gone = fill_input();
 	size_t off = 0;
 	while (ch.inlen - off >= FRAME_HDR) {
 		struct frame f;
@@ -186,7 +200,7 @@ static enum chan_event read_frames(void (*on_frame)(const struct frame *), int64
 	}
 	memmove(inbuf, inbuf + off, ch.inlen - off);
 	ch.inlen -= off;
-	return CH_NONE;
+	return gone ? host_gone(now) : CH_NONE;
 }
 
 void chan_poll_add(struct pollset *ps)

@@ -193,11 +193,32 @@ static void on_shutdown(void)
 	exit(0);
 }
 
-/* Header and field-list checks shared by every frame type; 0 when the frame is sound. */
+static int host_type(uint8_t t)
+{
+	switch (t) {
+	case T_HELLO:
+	case T_INFO:
+	case T_EXEC:
+	case T_STDIN:
+	case T_SIGNAL:
+	case T_RESIZE:
+	case T_WINDOW:
+	case T_CANCEL:
+	case T_FS:
+	case T_DATA:
+	case T_SHUTDOWN:
+		return 1;
+	}
+	return 0;
+}
+
+/* Checks shared by every frame; 0 when the frame is sound, else ERROR{Protocol} is sent. */
 static int check_frame(const struct frame *f)
 {
 	int data = f->type == T_STDIN || f->type == T_DATA;
-	if (f->reserved || (f->flags & ~FLAG_EOF))
+	if (!host_type(f->type))
+		protocol_error(f->stream, "unexpected frame type 0x%02x", f->type);
+	else if (f->reserved || (f->flags & ~FLAG_EOF))
 		protocol_error(f->stream, "reserved header bits set");
 	else if (data && f->len > DATA_MAX_PAYLOAD)
 		protocol_error(f->stream, "data frame over %u bytes", DATA_MAX_PAYLOAD);
@@ -238,8 +259,6 @@ static void on_frame(const struct frame *f)
 	case T_SHUTDOWN:
 		on_shutdown();
 		break;
-	default:
-		protocol_error(f->stream, "unexpected frame type 0x%02x", f->type);
 	}
 }
 
