@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/wait.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "channel.h"
@@ -47,6 +48,13 @@ struct exec_req {
 	const char *kind; /* set when the request is refused */
 	char msg[256];
 };
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static char *copy_str(char **arena, const struct field *f)
 {
@@ -265,6 +273,7 @@ void exec_start(uint32_t id, const unsigned char *p, size_t n)
 	}
 	struct spawn_res res;
 	struct spawn_err err;
+	int64_t forked_ns = now_ns();
 	if (spawn(&rq.sp, &res, &err) < 0) {
 		stream_free(s);
 		spawn_failed(id, &rq, &err);
@@ -277,7 +286,7 @@ void exec_start(uint32_t id, const unsigned char *p, size_t n)
 	x->out[1] = res.out[1];
 	x->in = res.in;
 	x->pty = res.pty;
-	x->stdin_open = rq.sp.stdin_pipe;
+	x->forked_ns = forked_ns;
 	x->deadline = rq.timeout ? now_ms() + rq.timeout : 0;
 	free_request(&rq);
 	send_started(id, res.pid);
@@ -328,6 +337,7 @@ static void send_exit(struct stream *s)
 		fb_int(&b, 2, WTERMSIG(x->status));
 	if (x->timed_out)
 		fb_int(&b, 3, 1);
+	fb_int(&b, 4, x->run_ns);
 	chan_send(mem, fb_finish(&b));
 	release(s);
 }
@@ -339,6 +349,7 @@ void exec_reaped(pid_t pid, int status)
 		if (s && s->kind == S_EXEC && s->ex.pid == pid && !s->ex.exited) {
 			s->ex.exited = 1;
 			s->ex.status = status;
+			s->ex.run_ns = now_ns() - s->ex.forked_ns;
 			s->ex.quiet_since = now_ms();
 			return;
 		}
@@ -425,8 +436,8 @@ static int buf_append(struct bytebuf *b, const unsigned char *p, size_t n)
 void exec_stdin(struct stream *s, const unsigned char *p, size_t n, int eof)
 {
 	struct exec_state *x = &s->ex;
-	if (!x->stdin_open || x->stdin_eof) {
-		stream_fail(s, "Protocol", 0, x->stdin_open ? "STDIN after EOF" : "stdin is not open");
+	if (x->stdin_eof) {
+		stream_fail(s, "Protocol", 0, "STDIN after EOF");
 		return;
 	}
 	if (flow_receive(s, n) < 0) {
@@ -434,7 +445,7 @@ void exec_stdin(struct stream *s, const unsigned char *p, size_t n, int eof)
 		return;
 	}
 	if (x->in < 0) {
-		flow_consume(s, n, 1);
+		flow_consume(s, n, 1); /* no stdin pipe, or the child closed it */
 	} else if (buf_append(&x->stdin_buf, p, n) < 0) {
 		stream_fail(s, "Io", ENOMEM, "out of memory for stdin");
 		return;

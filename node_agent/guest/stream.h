@@ -20,10 +20,10 @@ struct exec_state {
 	int in;                /* stdin write end; -1 when not open or closed */
 	int pty;               /* PTY master (same file as out[0]), -1 without PTY */
 	struct bytebuf stdin_buf;
-	int stdin_open;        /* the host asked for a stdin pipe (field 9) */
 	int stdin_eof;         /* the host sent EOF on STDIN */
 	int veof_pending;      /* PTY: the terminal's EOF character is still to be written */
 	int exited, status, timed_out;
+	int64_t forked_ns, run_ns; /* CLOCK_MONOTONIC before fork; fork-to-reap time */
 	int64_t deadline;      /* ms of the timeout, 0 = none */
 	int64_t quiet_since;   /* ms since which no output was read after the exit */
 	int pi_out[2], pi_in;  /* indices in this iteration's poll set, -1 = not polled */
