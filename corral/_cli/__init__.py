@@ -60,6 +60,9 @@ def run_cli(argv: Sequence[str]) -> int:
     except CorralError as exc:
         errors.report(str(exc))
         return errors.exit_code(exc)
+    except TimeoutError as exc:  # the SDK's waits for a sandbox to reach a final status
+        errors.report(str(exc))
+        return errors.GENERAL
     except (click.Abort, KeyboardInterrupt):
         return errors.INTERRUPTED
     except BrokenPipeError:

@@ -41,6 +41,7 @@ class Client:
         self.writer = writer
         self.done = done
         self.children: dict[int, Child] = {}
+        self.uploads: dict[int, tuple[Path, int, bytearray]] = {}
 
     def send(self, kind: FrameType, stream: int, items: list[tuple[int, Value]]) -> None:
         self.writer.write(Frame(kind, stream, encode_fields(items)).encode())
@@ -77,10 +78,44 @@ class Client:
         elif frame.type is FrameType.RESIZE and child is not None and child.master is not None:
             size = struct.pack("HHHH", fields.int(1) or 0, fields.int(2) or 0, 0, 0)
             fcntl.ioctl(child.master, termios.TIOCSWINSZ, size)
+        elif frame.type is FrameType.FS:
+            self.fs_op(frame.stream, fields)
+        elif frame.type is FrameType.DATA and frame.stream in self.uploads:
+            self.upload(frame.stream, frame.payload, bool(frame.flags & Flag.EOF))
         elif frame.type is FrameType.INFO:
             self.send(FrameType.INFO_OK, frame.stream, [(1, 5), (2, 1), (3, 1), (4, 1), (5, "0")])
         elif frame.type in (FrameType.SHUTDOWN, FrameType.KILL):
             self.done.set()
+
+    def fs_op(self, stream: int, fields: Fields) -> None:
+        """read, write and stat on the host's own files (enough for `corral cp`)."""
+        op, path = fields.str(1), Path(fields.str(2))
+        try:
+            if op == "stat":
+                info = path.lstat()
+                kind = "dir" if path.is_dir() else "file"
+                entry = encode_fields([(1, path.name), (2, kind), (3, info.st_size), (4, 0)])
+                self.send(FrameType.DONE, stream, [(10, entry)])
+            elif op == "read":
+                data = path.read_bytes()
+                self.send_data(FrameType.DATA, stream, data)
+                self.send(FrameType.DONE, stream, [(1, len(data))])
+            elif op == "write":
+                self.uploads[stream] = (path, fields.int(4) or 0o644, bytearray())
+        except OSError as exc:
+            kind = "NotFound" if isinstance(exc, FileNotFoundError) else "Io"
+            self.send(FrameType.ERROR, stream, [(1, kind), (2, exc.errno or 0), (3, str(exc))])
+
+    def upload(self, stream: int, data: bytes, eof: bool) -> None:
+        path, mode, received = self.uploads[stream]
+        received += data
+        if data:
+            self.send(FrameType.WINDOW, stream, [(1, len(data))])
+        if eof:
+            del self.uploads[stream]
+            path.write_bytes(received)
+            path.chmod(mode)
+            self.send(FrameType.DONE, stream, [(1, len(received))])
 
 
 class Child:

@@ -121,3 +121,36 @@ def test_inspect_running_stop_and_ls(env: dict[str, str], sandbox: str) -> None:
     assert [(item["name"], item["status"]) for item in listed] == [("w", "stopped")]
     assert corral(env, "rm", sandbox).stdout == b"w\n"
     assert corral(env, "ls", "--json").stdout == b"[]\n"
+
+
+def test_cp_both_ways(env: dict[str, str], sandbox: str, tmp_path: Path) -> None:
+    source = tmp_path / "tool.sh"
+    source.write_bytes(b"#!/bin/sh\necho tool\n" + bytes(range(256)))
+    source.chmod(0o750)
+    guest_dir = tmp_path / "guest"
+    guest_dir.mkdir()
+
+    assert corral(env, "cp", str(source), f"{sandbox}:{guest_dir}/").returncode == 0
+    copied = guest_dir / "tool.sh"
+    assert copied.read_bytes() == source.read_bytes()
+    assert copied.stat().st_mode & 0o777 == 0o750
+    assert corral(env, "cp", str(source), f"{sandbox}:{guest_dir}/renamed").returncode == 0
+    assert (guest_dir / "renamed").read_bytes() == source.read_bytes()
+
+    back = tmp_path / "back"
+    back.mkdir()
+    assert corral(env, "cp", f"{sandbox}:{copied}", str(back)).returncode == 0
+    assert (back / "tool.sh").read_bytes() == source.read_bytes()
+    assert corral(env, "cp", f"{sandbox}:{copied}", str(back / "named")).returncode == 0
+    assert (back / "named").read_bytes() == source.read_bytes()
+
+    directory = corral(env, "cp", f"{sandbox}:{guest_dir}", str(back))
+    assert directory.returncode == 1
+    assert (
+        directory.stderr
+        == f"corral: error: w:{guest_dir}: directories are not supported yet\n".encode()
+    )
+    missing = corral(env, "cp", f"{sandbox}:/no/such/file", str(back))
+    assert missing.returncode == 1
+    assert missing.stderr.startswith(b"corral: error: NotFound: /no/such/file: ")
+    assert sorted(path.name for path in back.iterdir()) == ["named", "tool.sh"]
