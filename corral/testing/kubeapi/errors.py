@@ -81,7 +81,7 @@ class APIError(Exception):
 def go_value(value: Any) -> str:
     """Render a bad value the way `field.Error.ErrorBody` does (Go `%v` / `%q` / JSON)."""
     if value is None:
-        return "null"
+        return '"null"'  # Go turns nil into the string "null", then quotes it
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:

@@ -28,6 +28,8 @@ from .store import Store, ident
 JSON = dict[str, Any]
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 NS_KEY = ("", "namespaces")
+# Errors after which the real server skips CEL rules (hasBlockingErr).
+_BLOCKING = ("NotSupported", "Required", "TooLong", "TooMany", "TypeInvalid")
 _SYSTEM = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
            "generation", "selfLink")
 
@@ -101,8 +103,13 @@ class Objects:
                                      "field is immutable"))
         if resource.custom and (schema := resource.schemas.get(opts.version)):
             errors += validate(obj, schema)
-            for site in rule_sites(obj, old, old is not None, schema):
-                errors += cel.evaluate(site)
+            if any(e.type in _BLOCKING for e in errors):
+                errors.append(FieldError(
+                    "Invalid", "<nil>", None, "some validation rules were not checked because "
+                    "the object was invalid; correct the existing errors to complete validation"))
+            else:
+                for site in rule_sites(obj, old, old is not None, schema):
+                    errors += cel.evaluate(site)
         if resource.key == CRD_KEY:
             errors += crds.validate(obj)
         if old is not None and old["metadata"].get("deletionTimestamp"):

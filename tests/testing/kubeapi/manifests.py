@@ -16,7 +16,7 @@ _SPEC_SCHEMA: dict[str, Any] = {
     "properties": {
         "size": {"type": "integer", "minimum": 1, "maximum": 64},
         "mode": {"type": "string", "enum": ["fast", "slow"], "default": "fast"},
-        "name": {"type": "string", "maxLength": 8, "pattern": "^[a-z]+$"},
+        "nickname": {"type": "string", "maxLength": 8, "pattern": "^[a-z]+$"},
         "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
         "limits": {"type": "object", "properties": {
             "memory": {"type": "integer", "default": 256}}, "default": {}},
