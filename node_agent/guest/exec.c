@@ -23,6 +23,7 @@
 #include "spawn.h"
 
 #define QUIET_MS 200
+#define MAX_TIMEOUT_MS ((int64_t)1 << 40) /* ~35 years: keeps deadlines from overflowing */
 #define STDIN_BUF_MIN (64 << 10)
 #define DEFAULT_ROWS 24
 #define DEFAULT_COLS 80
@@ -119,7 +120,11 @@ static int parse_int(struct exec_req *rq, const struct field *f)
 	int64_t v;
 	if (field_int(f, &v) < 0)
 		return refuse(rq, "Protocol", "field %u is not an 8-byte integer", f->tag);
-	int64_t max = f->tag == E_ROWS || f->tag == E_COLS ? 65535 : INT64_MAX;
+	int64_t max = INT64_MAX;
+	if (f->tag == E_ROWS || f->tag == E_COLS)
+		max = 65535;
+	else if (f->tag == E_TIMEOUT)
+		max = MAX_TIMEOUT_MS;
 	if (v < 0 || v > max)
 		return refuse(rq, "InvalidArgument", "field %u is out of range", f->tag);
 	switch (f->tag) {
@@ -414,7 +419,9 @@ static void pump_stdin(struct stream *s)
 
 static int buf_append(struct bytebuf *b, const unsigned char *p, size_t n)
 {
-	if (b->off + b->len + n > b->cap) {
+	if (n == 0)
+		return 0;
+	if (b->off && b->off + b->len + n > b->cap) {
 		memmove(b->d, b->d + b->off, b->len);
 		b->off = 0;
 	}
