@@ -53,8 +53,9 @@ static int mount_at(const char *src, const char *dst, const char *type, unsigned
 void init_early(void)
 {
 	mkdir("/dev", 0755);
-	int mounted = mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755") == 0 ||
-		      errno == EBUSY;
+	int err = 0;
+	if (mount("devtmpfs", "/dev", "devtmpfs", MS_NOSUID, "mode=0755") < 0 && errno != EBUSY)
+		err = errno;
 	int fd = open("/dev/console", O_RDWR | O_NOCTTY);
 	if (fd >= 0) {
 		for (int i = 0; i < 3; i++)
@@ -63,8 +64,8 @@ void init_early(void)
 			close(fd);
 	}
 	say("init");
-	if (!mounted)
-		say("cannot mount devtmpfs on /dev: %s", strerror(errno));
+	if (err)
+		say("cannot mount devtmpfs on /dev: %s", strerror(err));
 }
 
 static void copy_param(char *dst, size_t n, const char *val, size_t len)
