@@ -35,7 +35,8 @@ CREATE TABLE IF NOT EXISTS sandboxes (
     qemu_pid INTEGER NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     started_at REAL NOT NULL DEFAULT 0,
-    finished_at REAL NOT NULL DEFAULT 0
+    finished_at REAL NOT NULL DEFAULT 0,
+    main_exit TEXT NOT NULL DEFAULT ''
 )
 """
 
@@ -56,6 +57,7 @@ COLUMNS = [
     "created_at",
     "started_at",
     "finished_at",
+    "main_exit",
 ]
 
 
@@ -92,6 +94,7 @@ class SandboxRecord:
     created_at: float
     started_at: float
     finished_at: float
+    main_exit: str
 
     @property
     def effective_status(self) -> tuple[str, str]:
@@ -120,6 +123,7 @@ class SandboxRecord:
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
+            "main_exit": self.main_exit,
             "config": self.config,
         }
 
@@ -133,6 +137,7 @@ class StateStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(SCHEMA)
+            _add_missing_columns(db)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -183,6 +188,15 @@ class StateStore:
     def delete(self, name: str, uid: str) -> None:
         with self._connect() as db:
             db.execute("DELETE FROM sandboxes WHERE name = ? AND uid = ?", (name, uid))
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """Bring a state file written by an older Corral up to this schema."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(sandboxes)")}
+    for line in SCHEMA.splitlines():
+        words = line.strip().rstrip(",").split()
+        if words and words[0] in COLUMNS and words[0] not in present:
+            db.execute(f"ALTER TABLE sandboxes ADD COLUMN {' '.join(words)}")
 
 
 def _record(row: tuple[Any, ...]) -> SandboxRecord:

@@ -37,6 +37,18 @@ class ImageDefaults:
     workdir: str = "/"
     user: str = "root"
 
+    def main_argv(self, entrypoint: list[str] | None, cmd: list[str] | None) -> list[str]:
+        """The sandbox's main process, combined the way OCI runtimes do; [] for none.
+
+        It runs only when the sandbox sets an entrypoint or cmd of its own: an image's
+        default alone (often a shell) is what `corral run` offers interactively.
+        """
+        if entrypoint is not None:
+            return [*entrypoint, *(cmd or [])]
+        if cmd is not None:
+            return [*self.entrypoint, *cmd]
+        return []
+
 
 @dataclass(frozen=True)
 class ImageSource:

@@ -23,8 +23,17 @@ from pathlib import Path
 
 from corral._config import SandboxConfig
 from corral._errors import BootError, CorralError
+from corral._exec import ExecRequest
 from corral._paths import Paths
-from corral._protocol import Fields, Frame, FrameDecoder, FrameType, ProtocolError, encode_fields
+from corral._protocol import (
+    Fields,
+    Frame,
+    FrameDecoder,
+    FrameType,
+    ProtocolError,
+    decode_fields,
+    encode_fields,
+)
 from corral._state import StateStore, current_process_identity
 from corral.node_agent import accel, rootfs
 from corral.node_agent.assets import Assets
@@ -32,6 +41,8 @@ from corral.node_agent.channel import GuestChannel
 from corral.node_agent.router import GUEST, Outgoing, Router, error_frame
 from corral.node_agent.vmm import Disk, QemuProcess, VmSpec
 
+MAIN_CLIENT = 0  # the supervisor itself, as the client of the sandbox's main process
+MAIN_STREAM = 1
 BOOT_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 READ_CHUNK = 1 << 20
@@ -47,7 +58,7 @@ class Supervisor:
         self.owner_pid = owner_pid
         self.router = Router()
         self.clients: dict[int, asyncio.StreamWriter] = {}
-        self.next_client = 1
+        self.next_client = MAIN_CLIENT + 1
         self.stopping = False
         self.stop_reason = ""
         self.hello = Fields([])
@@ -113,6 +124,39 @@ class Supervisor:
             boot_id=self.hello.str(4),
             started_at=time.time(),
         )
+        self.start_main()
+
+    def start_main(self) -> None:
+        """Run the sandbox's entrypoint/cmd, if it has one; its output goes to main.log."""
+        argv = self.defaults.main_argv(self.config.entrypoint, self.config.cmd)
+        if not argv:
+            return
+        request = ExecRequest(
+            argv=argv,
+            env={**self.defaults.env, **self.config.env},
+            cwd=self.config.workdir or self.defaults.workdir,
+            user=self.config.user or self.defaults.user,
+        )
+        frame = Frame(FrameType.EXEC, MAIN_STREAM, encode_fields(request.fields()))
+        self.store.update(self.config.name, main_exit="running")
+        self.deliver(self.router.from_client(MAIN_CLIENT, frame))
+
+    def main_output(self, frame: Frame) -> None:
+        if frame.type in (FrameType.STDOUT, FrameType.STDERR):
+            with (self.dir / "main.log").open("ab") as log:
+                log.write(frame.payload)
+            credit = Frame(FrameType.WINDOW, MAIN_STREAM, encode_fields([(1, len(frame.payload))]))
+            self.deliver(self.router.from_client(MAIN_CLIENT, credit))
+        elif frame.type is FrameType.EXIT:
+            fields = decode_fields(frame.payload)
+            code, signum = fields.int(1), fields.int(2)
+            outcome = f"exited {code}" if signum is None else f"killed by signal {signum}"
+            self.store.update(self.config.name, main_exit=outcome)
+        elif frame.type is FrameType.ERROR:
+            fields = decode_fields(frame.payload)
+            self.store.update(
+                self.config.name, main_exit=f"failed: {fields.str(1)}: {fields.str(3)}"
+            )
 
     def console_tail(self, lines: int = 20) -> str:
         try:
@@ -154,6 +198,9 @@ class Supervisor:
         for target, frame in outgoing:
             if target == GUEST:
                 self.channel.send(frame)
+                continue
+            if target == MAIN_CLIENT:
+                self.main_output(frame)
                 continue
             writer = self.clients.get(target)
             if writer is not None and not writer.is_closing():

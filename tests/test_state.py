@@ -62,3 +62,18 @@ def test_missing_and_unknown_columns(tmp_path: Path) -> None:
     assert store.get("w").config == {"cpus": 1}
     store.delete("w", "u1")
     assert store.list() == []
+
+
+def test_an_older_state_file_gains_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "state.db")
+    db.execute(
+        "CREATE TABLE sandboxes (name TEXT PRIMARY KEY, uid TEXT NOT NULL UNIQUE, "
+        "config TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL)"
+    )
+    db.execute("INSERT INTO sandboxes VALUES ('old', 'u0', '{}', 'stopped', 1.0)")
+    db.commit()
+    db.close()
+    record = StateStore(tmp_path / "state.db").get("old")
+    assert (record.status, record.main_exit, record.boot_id) == ("stopped", "", "")
