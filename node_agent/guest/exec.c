@@ -407,14 +407,14 @@ static void pump_stdin(struct stream *s)
 	}
 	if (b->len == 0)
 		b->off = 0;
+	if (done)
+		flow_consume(s, done, b->len == 0);
 	if (x->in >= 0 && b->len == 0 && x->stdin_eof) {
 		if (x->veof_pending && write_veof(x) < 0)
 			return;
 		x->veof_pending = 0;
 		close_fd(&x->in);
 	}
-	if (done)
-		flow_consume(s, done, b->len == 0);
 }
 
 static int buf_append(struct bytebuf *b, const unsigned char *p, size_t n)
