@@ -1,1 +1,1 @@
-"""Test infrastructure shared by the test suite and the benchmarks; never imported by the product."""
+"""Test infrastructure shared by the tests and the benchmarks; the product never imports it."""

@@ -15,6 +15,10 @@ from functools import lru_cache
 from typing import Any
 
 import celpy
+from celpy import celtypes
+from celpy.adapter import json_to_cel
+from celpy.celparser import CELParseError
+from celpy.evaluation import CELEvalError
 
 from .errors import FieldError
 from .schema import RuleSite, json_type
@@ -44,7 +48,7 @@ def compile_error(expression: str) -> str | None:
     """None when the expression compiles, else the parser's complaint."""
     try:
         _program(expression)
-    except celpy.CELParseError as exc:
+    except CELParseError as exc:
         return f"compilation failed: {exc}"
     return None
 
@@ -75,7 +79,7 @@ def _message(rule: JSON, activation: dict[str, Any]) -> str:
     if "messageExpression" in rule:
         try:
             text = _program(rule["messageExpression"]).evaluate(activation)
-        except celpy.CELEvalError:
+        except CELEvalError:
             text = None
         if isinstance(text, str) and text.strip():
             return text.strip()
@@ -88,9 +92,9 @@ def evaluate(site: RuleSite) -> list[FieldError]:
     """Run the rules of one schema node; each failing rule gives one field error."""
     errors = []
     type_name = site.schema.get("type") or json_type(site.value)
-    activation: dict[str, Any] = {"self": celpy.json_to_cel(site.value)}
+    activation: dict[str, Any] = {"self": json_to_cel(site.value)}
     if site.has_old:
-        activation["oldSelf"] = celpy.json_to_cel(site.old)
+        activation["oldSelf"] = json_to_cel(site.old)
     for rule in site.schema.get("x-kubernetes-validations") or []:
         expression = rule["rule"]
         if _OLD_SELF.search(expression) and not site.has_old:
@@ -102,10 +106,10 @@ def evaluate(site: RuleSite) -> list[FieldError]:
         error_type = _REASONS.get(rule.get("reason") or "FieldValueInvalid", "Invalid")
         try:
             result = _program(expression).evaluate(activation)
-        except celpy.CELEvalError as exc:
+        except CELEvalError as exc:
             detail = f"{expression}: {exc.args[0] if exc.args else exc}"
             errors.append(FieldError("Invalid", path, type_name, detail))
             continue
-        if result is not True and not (isinstance(result, celpy.celtypes.BoolType) and result):
+        if not (isinstance(result, celtypes.BoolType) and bool(result)):
             errors.append(FieldError(error_type, path, type_name, _message(rule, activation)))
     return errors

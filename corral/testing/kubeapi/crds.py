@@ -34,10 +34,7 @@ def validate(crd: JSON) -> list[FieldError]:
         errors.append(FieldError("Invalid", "metadata.name", name,
                                  'must be spec.names.plural+"."+spec.group'))
     versions = spec.get("versions") or []
-    if not versions:
-        errors.append(FieldError("Invalid", "spec.versions", versions,
-                                 "must have exactly one version marked as storage version"))
-    elif sum(bool(v.get("storage")) for v in versions) != 1:
+    if not versions or sum(bool(v.get("storage")) for v in versions) != 1:
         errors.append(FieldError("Invalid", "spec.versions", versions,
                                  "must have exactly one version marked as storage version"))
     for i, version in enumerate(versions):

@@ -12,7 +12,7 @@ Owns the error tree of the test server and the exact message shapes of
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 JSON = dict[str, Any]
@@ -101,7 +101,7 @@ class FieldError:
     field: str
     value: Any = None
     detail: str = ""
-    omit_value: bool = field(default=False)
+    omit_value: bool = False
 
     def body(self) -> str:
         text = _FIELD_TYPES[self.type][0]
@@ -167,7 +167,8 @@ def conflict(group: str, plural: str, name: str, detail: str) -> APIError:
     )
 
 
-STALE = "the object has been modified; please apply your changes to the latest version and try again"
+STALE = ("the object has been modified; please apply your changes to the latest version and "
+         "try again")
 
 
 def bad_request(message: str) -> APIError:
@@ -179,4 +180,5 @@ def page_not_found() -> APIError:
 
 
 def method_not_allowed(verb: str) -> APIError:
-    return APIError(405, f"the server does not allow this method on the requested resource ({verb})")
+    return APIError(
+        405, f"the server does not allow this method on the requested resource ({verb})")

@@ -177,9 +177,9 @@ def apply(live: JSON | None, applied: JSON, manager: str, force: bool, subresour
     scope = True if subresource else None
     wanted = leaves(applied, scope)
     if live is None:
-        result = copy.deepcopy(applied)
-        store(result, [Entry(manager, "Apply", api_version, subresource, now, set(wanted))])
-        return result
+        created = copy.deepcopy(applied)
+        store(created, [Entry(manager, "Apply", api_version, subresource, now, set(wanted))])
+        return created
     current = leaves(live, scope)
     managed = entries(live)
     conflicts: list[tuple[Entry, Path]] = []

@@ -134,7 +134,7 @@ class Collector:
         found = self._find(uid)
         if found is None or uid is None:
             return
-        resource, owner = found
+        owner = found[1]
         if FOREGROUND not in (owner["metadata"].get("finalizers") or []):
             return
         for dep_resource, dep, ref in self._dependents(uid):

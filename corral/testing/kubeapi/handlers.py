@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 from aiohttp import web
+from multidict import CIMultiDict
 
 from . import rbac, tables, watch
 from .errors import APIError, FieldError, bad_request, invalid, method_not_allowed
@@ -44,8 +45,8 @@ class Target:
 
 
 def respond(body: JSON, status: int = 200, warnings: list[str] | None = None) -> web.Response:
-    headers = {"Warning": ", ".join(f'299 - {json.dumps(w)}' for w in warnings)} if warnings \
-        else None
+    """A JSON answer; each warning is its own `Warning: 299 - "..."` header, as in Go."""
+    headers = CIMultiDict(("Warning", f"299 - {json.dumps(w)}") for w in warnings or ())
     return web.json_response(body, status=status, headers=headers,
                              dumps=lambda o: json.dumps(o, separators=(",", ":")))
 

@@ -119,7 +119,7 @@ class Objects:
                 errors.append(FieldError(
                     "Forbidden", "metadata.finalizers",
                     detail="no new finalizers can be added if the object is being deleted, "
-                           f"found new finalizers []string{{{', '.join(json.dumps(f) for f in added)}}}"))
+                           f"found new finalizers []string{{{_go_strings(added)}}}"))
         if errors:
             raise invalid(resource.group, resource.kind, obj["metadata"].get("name", ""), errors)
 
@@ -139,10 +139,10 @@ class Objects:
                                      "message": f"namespace {namespace} is being terminated",
                                      "field": "metadata.namespace"}]})
 
-    def _normalise(self, resource: Resource, obj: Any, namespace: str) -> JSON:
-        if not isinstance(obj, dict):
+    def _normalise(self, resource: Resource, body: Any, namespace: str) -> JSON:
+        if not isinstance(body, dict):
             raise APIError(400, "the body of the request must be a JSON object")
-        obj = copy.deepcopy(obj)
+        obj: JSON = copy.deepcopy(body)
         kind = obj.get("kind")
         if kind and kind != resource.kind:
             raise APIError(400, f"the kind in the body ({kind}) does not match the kind of the "
@@ -382,6 +382,10 @@ class Objects:
 
     def schedule(self, callback: Any) -> None:
         asyncio.get_running_loop().call_soon(callback)
+
+
+def _go_strings(values: list[str]) -> str:
+    return ", ".join(json.dumps(v) for v in values)
 
 
 def _same(old: JSON, new: JSON) -> bool:

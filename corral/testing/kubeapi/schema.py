@@ -132,27 +132,31 @@ def _type_ok(value: Any, schema: JSON) -> bool:
     if expected == "number":
         return actual in ("integer", "number")
     if expected == "integer" and actual == "number":
-        return float(value).is_integer()
-    return actual == expected
+        return bool(float(value).is_integer())
+    return bool(actual == expected)
+
+
+def _bound_error(value: float, schema: JSON, path: str, key: str) -> FieldError | None:
+    """minimum/maximum with their exclusive forms, worded like kube-openapi."""
+    if key not in schema:
+        return None
+    bound = schema[key]
+    exclusive = bool(schema.get(f"exclusive{key.capitalize()}"))
+    if key == "minimum":
+        failed = value <= bound if exclusive else value < bound
+        text = "greater than" if exclusive else "greater than or equal to"
+    else:
+        failed = value >= bound if exclusive else value > bound
+        text = "less than" if exclusive else "less than or equal to"
+    if not failed:
+        return None
+    detail = f"{path} in body should be {text} {json.dumps(bound)}"
+    return FieldError("Invalid", path, value, detail)
 
 
 def _bounds(value: float, schema: JSON, path: str) -> list[FieldError]:
-    errors = []
-    checks = (
-        ("minimum", "exclusiveMinimum", lambda b: value < b, lambda b: value <= b,
-         "greater than or equal to", "greater than"),
-        ("maximum", "exclusiveMaximum", lambda b: value > b, lambda b: value >= b,
-         "less than or equal to", "less than"),
-    )
-    for key, exclusive_key, fails, fails_exclusive, text, exclusive_text in checks:
-        if key not in schema:
-            continue
-        bound = schema[key]
-        exclusive = schema.get(exclusive_key)
-        if fails_exclusive(bound) if exclusive else fails(bound):
-            shown = json.dumps(bound)
-            detail = f"{path} in body should be {exclusive_text if exclusive else text} {shown}"
-            errors.append(FieldError("Invalid", path, value, detail))
+    errors = [e for key in ("minimum", "maximum")
+              if (e := _bound_error(value, schema, path, key)) is not None]
     if "multipleOf" in schema and value % schema["multipleOf"]:
         detail = f"{path} in body should be a multiple of {json.dumps(schema['multipleOf'])}"
         errors.append(FieldError("Invalid", path, value, detail))

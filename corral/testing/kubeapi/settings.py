@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .rbac import MASTERS, User
 
-ADMIN_TOKEN = "corral-test-admin"  # noqa: S105 - a fixed test credential, not a secret
+ADMIN_TOKEN = "corral-test-admin"
 WRITE_VERBS = frozenset({"create", "update", "patch", "delete", "deletecollection"})
 
 

@@ -29,7 +29,8 @@ class Journal:
     deleted: list[str] = field(default_factory=list)
 
 
-def build_registry(server: str, ca_path: Path, token: str, journal: Journal) -> kopf.OperatorRegistry:
+def build_registry(server: str, ca_path: Path, token: str,
+                   journal: Journal) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)

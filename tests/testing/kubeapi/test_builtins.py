@@ -15,8 +15,11 @@ def test_namespaces_list_create_and_watch(k8s: kubernetes.client.ApiClient) -> N
     created = core.create_namespace({"metadata": {"name": "corral-system"}})
     assert created.spec.finalizers == ["kubernetes"] and created.status.phase == "Active"
     watch = kubernetes.watch.Watch()
-    seen = [e["object"].metadata.name for e in watch.stream(core.list_namespace,
-                                                            timeout_seconds=1)]
+    seen = []
+    for event in watch.stream(core.list_namespace, timeout_seconds=5):
+        seen.append(event["object"].metadata.name)
+        if len(seen) == 5:
+            watch.stop()
     assert "corral-system" in seen
     with pytest.raises(kubernetes.client.ApiException) as exc:
         core.create_namespace({"metadata": {"name": "Bad.Name"}})

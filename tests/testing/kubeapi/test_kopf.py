@@ -60,8 +60,8 @@ def operator(kubeapi: KubeAPIServer, widgets: Any) -> Iterator[tuple[operator_ap
 
 
 def test_operator_create_update_delete_without_errors(
-        operator: tuple[operator_app.Journal, _Collect], widgets: kubernetes.client.CustomObjectsApi,
-        kubeapi: KubeAPIServer) -> None:
+        operator: tuple[operator_app.Journal, _Collect],
+        widgets: kubernetes.client.CustomObjectsApi, kubeapi: KubeAPIServer) -> None:
     journal, log = operator
     args = (GROUP, VERSION, "default", PLURAL)
     widgets.create_namespaced_custom_object(*args, widget("w1", size=2))

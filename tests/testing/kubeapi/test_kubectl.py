@@ -1,4 +1,4 @@
-"""Acceptance: real kubectl against the test server (apply, get, watch, wait, patch, label, delete)."""
+"""Acceptance: real kubectl against the server (apply, get, watch, wait, patch, label, delete)."""
 
 from __future__ import annotations
 
@@ -159,3 +159,19 @@ def test_unauthenticated_kubectl_is_refused(kubectl: Kubectl) -> None:
     assert result.returncode != 0
     assert "must be logged in" in result.stderr or "Unauthorized" in result.stderr
 
+
+
+def test_apply_updates_a_builtin_with_a_strategic_merge_patch(kubectl: Kubectl) -> None:
+    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c1"},
+                  "data": {"a": "1", "b": "2"}}
+    kubectl.apply(config_map)
+    config_map["data"] = {"a": "3"}
+    assert "configured" in kubectl.apply(config_map).stdout
+    assert kubectl.json("get", "configmap", "c1")["data"] == {"a": "3"}
+
+
+def test_delete_cascade_foreground(kubectl: Kubectl) -> None:
+    _install(kubectl)
+    kubectl.apply(widget("w1"))
+    result = kubectl("delete", "widget", "w1", "--cascade=foreground", "--timeout=10s")
+    assert "deleted" in result.stdout

@@ -1,4 +1,4 @@
-"""Authentication and RBAC: 401, 403, Roles/ClusterRoles/bindings, TokenReview, SubjectAccessReview."""
+"""Authentication and RBAC: 401, 403, roles and bindings, TokenReview, SubjectAccessReview."""
 
 from __future__ import annotations
 
