@@ -52,10 +52,6 @@ class Resource:
     def list_kind(self) -> str:
         return f"{self.kind}List"
 
-    @property
-    def qualified_kind(self) -> str:
-        return f"{self.kind}.{self.group}" if self.group else self.kind
-
 
 def _core(plural: str, kind: str, namespaced: bool = True, **kw: Any) -> Resource:
     return Resource("", plural, kind.lower(), kind, namespaced, **kw)
@@ -160,13 +156,6 @@ class Registry:
         if resource is None or version not in resource.versions:
             return None
         return resource
-
-    def by_kind(self, api_version: str, kind: str) -> Resource | None:
-        group, _, version = api_version.rpartition("/")
-        for resource in self._by_key.values():
-            if resource.group == group and resource.kind == kind and version in resource.versions:
-                return resource
-        return None
 
     def all(self) -> list[Resource]:
         return list(self._by_key.values())

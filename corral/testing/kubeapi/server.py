@@ -118,16 +118,6 @@ class KubeAPIServer:
         loop.call_soon_threadsafe(loop.stop)
         thread.join(timeout=10)
 
-    def call(self, fn: Any, *args: Any) -> Any:
-        """Run `fn(*args)` on the server's loop (for tests poking at the state directly)."""
-        if self._loop is None:
-            raise RuntimeError("the server is not started")
-
-        async def run() -> Any:
-            return fn(*args)
-
-        return asyncio.run_coroutine_threadsafe(run(), self._loop).result(timeout=10)
-
     def __enter__(self) -> KubeAPIServer:
         self.start_in_thread()
         return self
