@@ -16,7 +16,6 @@ import base64
 import threading
 from pathlib import Path
 from types import TracebackType
-from typing import Any
 
 import yaml
 from aiohttp import web
