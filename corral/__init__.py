@@ -17,6 +17,7 @@ from corral._errors import (
     SandboxAlreadyExists,
     SandboxNotFound,
     SandboxNotRunning,
+    SandboxTimeout,
 )
 from corral._exec import (
     ExecEvent,
@@ -31,6 +32,7 @@ from corral._exec import (
 from corral._fs import FileInfo, FsGateway
 from corral._sandbox import Sandbox, SandboxBuilder, remove
 from corral._state import SandboxRecord
+from corral._sync import SyncExecStream, SyncFsGateway, SyncSandbox, SyncSandboxBuilder
 
 DEFAULT_IMAGE = "default"
 
@@ -59,8 +61,13 @@ __all__ = [
     "SandboxNotFound",
     "SandboxNotRunning",
     "SandboxRecord",
+    "SandboxTimeout",
     "Started",
     "Stderr",
     "Stdout",
+    "SyncExecStream",
+    "SyncFsGateway",
+    "SyncSandbox",
+    "SyncSandboxBuilder",
     "remove",
 ]

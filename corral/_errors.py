@@ -49,6 +49,10 @@ class SandboxNotRunning(CorralError):
         self.reason = reason
 
 
+class SandboxTimeout(CorralError):
+    """A lifecycle step did not finish in time; the sandbox may still get there."""
+
+
 class BootError(CorralError):
     def __init__(self, message: str, console: str = "") -> None:
         super().__init__(message + (f"\n--- console tail ---\n{console}" if console else ""))

@@ -112,8 +112,21 @@ class FsGateway:
             stream.close()
 
     async def list(self, path: str) -> list[FileInfo]:
-        fields = await self._simple(path, [(1, "list"), (2, path)])
-        return [FileInfo.from_fields(entry) for entry in fields.nested(10)]
+        """Directory members; large directories arrive in several ENTRIES frames."""
+        stream = await self._request([(1, "list"), (2, path)])
+        entries: list[FileInfo] = []
+        try:
+            while True:
+                frame = await stream.receive()
+                if frame.type is FrameType.ENTRIES:
+                    fields = decode_fields(frame.payload)
+                else:
+                    fields = _check(frame, path)
+                entries += [FileInfo.from_fields(entry) for entry in fields.nested(10)]
+                if frame.type is not FrameType.ENTRIES:
+                    return entries
+        finally:
+            stream.close()
 
     async def stat(self, path: str) -> FileInfo:
         fields = await self._simple(path, [(1, "stat"), (2, path)])

@@ -32,6 +32,7 @@ from corral._errors import (
     ImageError,
     InvalidConfig,
     SandboxNotRunning,
+    SandboxTimeout,
 )
 from corral._exec import ExecOutput, ExecRequest, ExecStream, collect
 from corral._fs import FsGateway
@@ -107,6 +108,7 @@ class Sandbox:
         self.record = record
         self._paths = paths
         self._connection = connection
+        self._created_here = False
         self.fs = FsGateway(connection)
 
     @property
@@ -120,6 +122,12 @@ class Sandbox:
     @property
     def boot_id(self) -> str:
         return self._connection.hello.str(4)
+
+    @property
+    def default_command(self) -> tuple[str, ...]:
+        """What the image runs by default (its entrypoint + cmd), for interactive use."""
+        argv = tuple(arg.decode() for arg in self._connection.hello.all(13))
+        return argv or ("/bin/sh",)
 
     @staticmethod
     def builder(name: str) -> SandboxBuilder:
@@ -138,7 +146,9 @@ class Sandbox:
             if not report.get("ok"):
                 error = REPORTED_ERRORS.get(str(report.get("kind")), BootError)
                 raise error(str(report.get("error")))
-            return await cls.get(config.name)
+            sandbox = await cls.get(config.name)
+            sandbox._created_here = True
+            return sandbox
         except BaseException:
             _kill_leftovers(store, config.name)
             store.delete(config.name, uid)
@@ -278,7 +288,7 @@ class Sandbox:
             if status not in LIVE_STATUSES:
                 return record
             if time.monotonic() > deadline:
-                raise TimeoutError(f"sandbox {self.name!r} still {status} after {timeout}s")
+                raise SandboxTimeout(f"sandbox {self.name!r} is still {status} after {timeout:g}s")
             await asyncio.sleep(0.05)
 
     async def stop_and_wait(self, timeout: float = 30.0) -> SandboxRecord:
@@ -302,10 +312,11 @@ class Sandbox:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self.record.detached:
-            await self.close()
-        else:
+        """Remove a sandbox this handle created with `create()`; otherwise just disconnect."""
+        if self._created_here and not self.record.detached:
             await self.remove()
+        else:
+            await self.close()
 
 
 def remove(name: str, force: bool = False) -> None:

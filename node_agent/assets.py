@@ -35,6 +35,11 @@ class Assets:
             raise BootError(f"no boot assets at {manifest}: {SETUP_HINT}") from None
         except (OSError, ValueError) as exc:
             raise BootError(f"unreadable boot assets manifest {manifest}: {exc}") from exc
+        missing = {"kernel", "initramfs", "default_image"} - set(data)
+        if missing:
+            raise BootError(
+                f"boot assets manifest {manifest} lacks {sorted(missing)}: {SETUP_HINT}"
+            )
         assets = cls(
             kernel=Path(kernel_override or data["kernel"]),
             kernel_version=str(data.get("kernel_version", "")),

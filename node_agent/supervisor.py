@@ -241,6 +241,8 @@ class Supervisor:
             fields += [(10, f"{key}={value}") for key, value in env.items()]
             fields.append((11, self.config.workdir or self.defaults.workdir))
             fields.append((12, self.config.user or self.defaults.user))
+            image_argv = [*self.defaults.entrypoint, *self.defaults.cmd]
+            fields += [(13, arg) for arg in image_argv]
             writer.write(Frame(FrameType.HELLO, 0, encode_fields(fields)).encode())
         elif frame.type is FrameType.SHUTDOWN:
             self.request_stop("stopped by request")
@@ -304,7 +306,9 @@ async def main_async(paths: Paths, name: str, owner_pid: int) -> int:
     supervisor = Supervisor(paths, name, owner_pid)
     try:
         await supervisor.boot()
-    except CorralError as exc:
+    except Exception as exc:
+        if not isinstance(exc, CorralError):
+            exc = BootError(f"{type(exc).__name__}: {exc}")
         reason = str(exc).splitlines()[0]
         supervisor.store.update(name, status="failed", reason=reason, finished_at=time.time())
         if supervisor.qemu is not None:

@@ -14,8 +14,6 @@ from corral._cli.stream import attach
 from corral._config import DEFAULT_IMAGE
 from corral._sandbox import Sandbox, SandboxBuilder
 
-DEFAULT_COMMAND = ("/bin/sh",)
-
 
 @click.command(cls=TailCommand, example="corral run -- echo hello")
 @click.argument("image", required=False, default=DEFAULT_IMAGE)
@@ -71,7 +69,7 @@ def run(
             )
         return asyncio.run(_detached(builder))
     if not command:
-        return asyncio.run(_attached(builder, DEFAULT_COMMAND, timeout, True, sys.stdin.isatty()))
+        return asyncio.run(_attached(builder, (), timeout, True, sys.stdin.isatty()))
     return asyncio.run(_attached(builder, command, timeout, interactive, tty))
 
 
@@ -89,7 +87,9 @@ async def _attached(
     with creating():
         sandbox = await builder.create()
     async with sandbox:
-        return await attach(sandbox, command, timeout=timeout, stdin=stdin, tty=tty)
+        return await attach(
+            sandbox, command or sandbox.default_command, timeout=timeout, stdin=stdin, tty=tty
+        )
 
 
 @click.command("exec", cls=TailCommand, example="corral exec NAME -- uname -a")

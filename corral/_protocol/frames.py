@@ -40,6 +40,7 @@ class FrameType(enum.IntEnum):
     FS = 0x20
     DATA = 0x21
     DONE = 0x22
+    ENTRIES = 0x23
     SHUTDOWN = 0x30
     KILL = 0x31
 

@@ -107,13 +107,13 @@ def test_run_image_settings_and_flags(
     assert (call["timeout"], call["stdin"], call["tty"]) == (2.5, True, True)
 
 
-def test_run_without_a_command_runs_the_shell_with_stdin(
+def test_run_without_a_command_runs_the_image_default_with_stdin(
     capsys: pytest.CaptureFixture[str], launches: list[dict[str, Any]]
 ) -> None:
     corral(capsys, "run", "alpine")
     (call,) = launches
     assert call["config"].image == "alpine"
-    assert call["command"] == ("/bin/sh",)
+    assert call["command"] == ()
     assert call["stdin"] is True
 
 

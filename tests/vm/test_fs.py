@@ -113,3 +113,10 @@ async def test_copy_in_and_out_keep_content_and_mode(sb: Sandbox, tmp_path: Path
         await sb.fs.copy_out("/no/such", tmp_path / "missing")
     assert not (tmp_path / "missing").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["back", "tool"]
+
+
+async def test_listing_a_directory_larger_than_one_frame(sb: Sandbox) -> None:
+    await sb.shell("mkdir -p /tmp/many && cd /tmp/many && seq 1 6000 | xargs touch")
+    names = {entry.name for entry in await sb.fs.list("/tmp/many")}
+    assert names == {str(index) for index in range(1, 6001)}
+    await sb.fs.remove("/tmp/many", recursive=True)
