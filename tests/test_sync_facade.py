@@ -4,12 +4,8 @@ delegation to a fake async sandbox (every call must run on the handle's own loop
 from __future__ import annotations
 
 import asyncio
-import shutil
-import subprocess
-import sys
-import tempfile
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
@@ -18,10 +14,7 @@ import pytest
 
 from corral._errors import InvalidConfig, SandboxNotFound
 from corral._exec import ExecOutput, Exited, Stdout
-from corral._state import StateStore
 from corral._sync import LoopThread, SyncSandbox
-
-STAND_IN = Path(__file__).parent / "cli" / "hostexec_supervisor.py"
 
 
 @pytest.fixture(autouse=True)
@@ -275,36 +268,3 @@ def test_a_dropped_handle_stops_its_thread() -> None:
     sandbox, _ = facade()
     del sandbox
     assert facade_threads() == []
-
-
-@pytest.fixture
-def running(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A 'running sandbox' w served by the host-exec stand-in supervisor (no VM)."""
-    home = Path(tempfile.mkdtemp(prefix="corral-sync-", dir="/tmp"))  # short socket path
-    monkeypatch.setenv("CORRAL_HOME", str(home))
-    StateStore(home / "state.db").insert("w", "uid0w", {"name": "w"}, detached=True)
-    stand_in = subprocess.Popen(
-        [sys.executable, str(STAND_IN), str(home), "w"], stdout=subprocess.PIPE, text=True
-    )
-    assert stand_in.stdout is not None
-    assert stand_in.stdout.readline() == "ready\n"
-    yield "w"
-    stand_in.kill()
-    stand_in.wait()
-    shutil.rmtree(home, ignore_errors=True)
-
-
-def test_against_a_real_connection(running: str) -> None:
-    with SyncSandbox.get(running) as sandbox:
-        assert sandbox.name == "w"
-        assert sandbox.boot_id == "boot-1"
-        output = sandbox.exec("sh", ["-c", "read line; echo got $line; exit 3"], stdin=b"x\n")
-        assert (output.stdout, output.exit_code) == (b"got x\n", 3)
-        assert sandbox.shell("echo $0 >&2").stderr == b"/bin/sh\n"
-        with sandbox.exec_stream("cat") as process:
-            process.write_stdin(b"streamed", eof=True)
-            events = list(process)
-        assert events[1:] == [Stdout(b"streamed"), Exited(0, None, False)]
-        assert sandbox.info()["agent_version"] == "hostexec-1"
-    assert facade_threads() == []
-    assert SyncSandbox.inspect(running).status == "running"  # detached: `with` only closes

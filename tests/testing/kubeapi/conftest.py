@@ -50,19 +50,35 @@ class Kubectl:
     kubeconfig: Path
     home: Path
 
-    def __call__(self, *args: str, input: str | None = None, check: bool = True,
-                 timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        cmd = ["kubectl", "--kubeconfig", str(self.kubeconfig),
-               "--cache-dir", str(self.home / "cache"), *args]
-        result = subprocess.run(cmd, input=input, capture_output=True, text=True,
-                                timeout=timeout, env={"HOME": str(self.home), "PATH": "/usr/bin"})
+    def __call__(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 30
+    ) -> subprocess.CompletedProcess[str]:
+        cmd = [
+            "kubectl",
+            "--kubeconfig",
+            str(self.kubeconfig),
+            "--cache-dir",
+            str(self.home / "cache"),
+            *args,
+        ]
+        result = subprocess.run(
+            cmd,
+            input=input,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={"HOME": str(self.home), "PATH": "/usr/bin"},
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
-                                 f"{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
         return result
 
-    def apply(self, manifest: dict[str, Any], *args: str,
-              check: bool = True) -> subprocess.CompletedProcess[str]:
+    def apply(
+        self, manifest: dict[str, Any], *args: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         return self("apply", "-f", "-", *args, input=yaml.safe_dump(manifest), check=check)
 
     def json(self, *args: str) -> Any:
@@ -87,8 +103,7 @@ def k8s(kubeconfig: Path) -> Iterator[kubernetes.client.ApiClient]:
 @pytest.fixture
 async def ak8s(kubeconfig: Path) -> AsyncIterator[kubernetes_asyncio.client.ApiClient]:
     """A `kubernetes_asyncio` client."""
-    client = await kubernetes_asyncio.config.new_client_from_config(
-        config_file=str(kubeconfig))
+    client = await kubernetes_asyncio.config.new_client_from_config(config_file=str(kubeconfig))
     async with client:
         yield client
 

@@ -29,8 +29,9 @@ class Journal:
     deleted: list[str] = field(default_factory=list)
 
 
-def build_registry(server: str, ca_path: Path, token: str,
-                   journal: Journal) -> kopf.OperatorRegistry:
+def build_registry(
+    server: str, ca_path: Path, token: str, journal: Journal
+) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.startup(registry=registry)
@@ -42,12 +43,14 @@ def build_registry(server: str, ca_path: Path, token: str,
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
-        return kopf.ConnectionInfo(server=server, ca_path=str(ca_path), token=token,
-                                   default_namespace="default")
+        return kopf.ConnectionInfo(
+            server=server, ca_path=str(ca_path), token=token, default_namespace="default"
+        )
 
     @kopf.on.create(GROUP, VERSION, PLURAL, id="created", registry=registry)
-    def created(name: str, body: kopf.Body, spec: kopf.Spec, patch: kopf.Patch,
-                **_: Any) -> dict[str, Any]:
+    def created(
+        name: str, body: kopf.Body, spec: kopf.Spec, patch: kopf.Patch, **_: Any
+    ) -> dict[str, Any]:
         journal.created.append(name)
         kopf.info(body, reason="Created", message="the widget is ready")
         patch.status["phase"] = "Ready"
@@ -68,5 +71,12 @@ def build_registry(server: str, ca_path: Path, token: str,
 
 def run(registry: kopf.OperatorRegistry, stop: threading.Event, ready: threading.Event) -> None:
     """Run the operator on a fresh loop in this thread, watching the default namespace."""
-    asyncio.run(kopf.operator(registry=registry, standalone=True, namespaces=["default"],
-                              stop_flag=stop, ready_flag=ready))
+    asyncio.run(
+        kopf.operator(
+            registry=registry,
+            standalone=True,
+            namespaces=["default"],
+            stop_flag=stop,
+            ready_flag=ready,
+        )
+    )

@@ -28,12 +28,22 @@ def test_namespaces_list_create_and_watch(k8s: kubernetes.client.ApiClient) -> N
 
 def test_core_events(k8s: kubernetes.client.ApiClient) -> None:
     core = kubernetes.client.CoreV1Api(k8s)
-    core.create_namespaced_event("default", {
-        "metadata": {"generateName": "w1."},
-        "involvedObject": {"apiVersion": "test.corral.dev/v1", "kind": "Widget", "name": "w1",
-                           "namespace": "default"},
-        "reason": "Placed", "message": "placed on n1", "type": "Normal",
-        "source": {"component": "corral-operator"}})
+    core.create_namespaced_event(
+        "default",
+        {
+            "metadata": {"generateName": "w1."},
+            "involvedObject": {
+                "apiVersion": "test.corral.dev/v1",
+                "kind": "Widget",
+                "name": "w1",
+                "namespace": "default",
+            },
+            "reason": "Placed",
+            "message": "placed on n1",
+            "type": "Normal",
+            "source": {"component": "corral-operator"},
+        },
+    )
     events = core.list_namespaced_event("default").items
     assert [(e.reason, e.involved_object.name) for e in events] == [("Placed", "w1")]
 
@@ -41,20 +51,33 @@ def test_core_events(k8s: kubernetes.client.ApiClient) -> None:
 def test_events_k8s_io(k8s: kubernetes.client.ApiClient) -> None:
     api = kubernetes.client.EventsV1Api(k8s)
     now = datetime.datetime.now(datetime.UTC)
-    api.create_namespaced_event("default", {
-        "metadata": {"name": "e1"}, "eventTime": now.isoformat(timespec="microseconds"),
-        "reportingController": "corral.dev/operator", "reportingInstance": "op-1",
-        "action": "Place", "reason": "Placed", "type": "Normal", "note": "placed",
-        "regarding": {"kind": "Widget", "name": "w1", "namespace": "default"}})
+    api.create_namespaced_event(
+        "default",
+        {
+            "metadata": {"name": "e1"},
+            "eventTime": now.isoformat(timespec="microseconds"),
+            "reportingController": "corral.dev/operator",
+            "reportingInstance": "op-1",
+            "action": "Place",
+            "reason": "Placed",
+            "type": "Normal",
+            "note": "placed",
+            "regarding": {"kind": "Widget", "name": "w1", "namespace": "default"},
+        },
+    )
     event = api.read_namespaced_event("e1", "default")
     assert event.reason == "Placed" and event.regarding.name == "w1"
 
 
 def test_leases_as_heartbeats(k8s: kubernetes.client.ApiClient) -> None:
     api = kubernetes.client.CoordinationV1Api(k8s)
-    lease = api.create_namespaced_lease("kube-node-lease", {
-        "metadata": {"name": "node-1"},
-        "spec": {"holderIdentity": "node-1", "leaseDurationSeconds": 40}})
+    lease = api.create_namespaced_lease(
+        "kube-node-lease",
+        {
+            "metadata": {"name": "node-1"},
+            "spec": {"holderIdentity": "node-1", "leaseDurationSeconds": 40},
+        },
+    )
     lease.spec.renew_time = datetime.datetime.now(datetime.UTC)
     renewed = api.replace_namespaced_lease("node-1", "kube-node-lease", lease)
     assert int(renewed.metadata.resource_version) > int(lease.metadata.resource_version)

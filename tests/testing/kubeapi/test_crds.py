@@ -43,8 +43,9 @@ def test_crd_adds_and_removes_the_resource(k8s: kubernetes.client.ApiClient) -> 
     assert exc.value.status == 404
 
 
-def test_crd_deletion_waits_for_instances_with_finalizers(k8s: kubernetes.client.ApiClient,
-                                                          widgets: Any) -> None:
+def test_crd_deletion_waits_for_instances_with_finalizers(
+    k8s: kubernetes.client.ApiClient, widgets: Any
+) -> None:
     ext = kubernetes.client.ApiextensionsV1Api(k8s)
     obj = widget("w1")
     obj["metadata"]["finalizers"] = ["test.corral.dev/hold"]
@@ -58,8 +59,9 @@ def test_crd_deletion_waits_for_instances_with_finalizers(k8s: kubernetes.client
     with pytest.raises(kubernetes.client.ApiException) as exc:
         widgets.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, widget("w2"))
     assert exc.value.status == 405
-    widgets.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "w1",
-                                           {"metadata": {"finalizers": None}})
+    widgets.patch_namespaced_custom_object(
+        GROUP, VERSION, "default", PLURAL, "w1", {"metadata": {"finalizers": None}}
+    )
     _wait(lambda: not _served(k8s))
 
 
@@ -72,7 +74,8 @@ def test_crd_name_must_match_plural_and_group(k8s: kubernetes.client.ApiClient) 
     assert api_status(exc.value)["message"] == (
         'CustomResourceDefinition.apiextensions.k8s.io "wrong.test.corral.dev" is invalid: '
         'metadata.name: Invalid value: "wrong.test.corral.dev": must be spec.names.plural+"."'
-        '+spec.group')
+        "+spec.group"
+    )
 
 
 def test_crd_with_a_broken_cel_rule_is_rejected(k8s: kubernetes.client.ApiClient) -> None:

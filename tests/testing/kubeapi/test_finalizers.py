@@ -21,7 +21,8 @@ def _with_finalizers(name: str, *finalizers: str) -> dict[str, Any]:
 
 
 def test_delete_with_finalizers_marks_then_last_removal_deletes(
-        widgets: Any, kubeapi: KubeAPIServer) -> None:
+    widgets: Any, kubeapi: KubeAPIServer
+) -> None:
     created = widgets.create_namespaced_custom_object(*ARGS, _with_finalizers("w1", "a", "b"))
     marked = widgets.delete_namespaced_custom_object(*ARGS, "w1")
     assert marked["metadata"]["deletionTimestamp"]
@@ -36,10 +37,15 @@ def test_delete_with_finalizers_marks_then_last_removal_deletes(
         widgets.get_namespaced_custom_object(*ARGS, "w1")
     assert exc.value.status == 404
     watch = kubernetes.watch.Watch()
-    events = [(e["type"], e["object"]["metadata"].get("finalizers"))
-              for e in watch.stream(widgets.list_namespaced_custom_object, *ARGS,
-                                    resource_version=created["metadata"]["resourceVersion"],
-                                    timeout_seconds=1)]
+    events = [
+        (e["type"], e["object"]["metadata"].get("finalizers"))
+        for e in watch.stream(
+            widgets.list_namespaced_custom_object,
+            *ARGS,
+            resource_version=created["metadata"]["resourceVersion"],
+            timeout_seconds=1,
+        )
+    ]
     assert events == [("MODIFIED", ["a", "b"]), ("MODIFIED", ["b"]), ("DELETED", [])]
 
 
@@ -47,16 +53,20 @@ def test_no_new_finalizers_while_deleting(widgets: Any) -> None:
     widgets.create_namespaced_custom_object(*ARGS, _with_finalizers("w1", "a"))
     widgets.delete_namespaced_custom_object(*ARGS, "w1")
     with pytest.raises(kubernetes.client.ApiException) as exc:
-        widgets.patch_namespaced_custom_object(*ARGS, "w1",
-                                               {"metadata": {"finalizers": ["a", "b"]}})
+        widgets.patch_namespaced_custom_object(
+            *ARGS, "w1", {"metadata": {"finalizers": ["a", "b"]}}
+        )
     assert exc.value.status == 422
-    assert "metadata.finalizers: Forbidden: no new finalizers can be added if the object is " \
+    assert (
+        "metadata.finalizers: Forbidden: no new finalizers can be added if the object is "
         'being deleted, found new finalizers []string{"b"}' in api_status(exc.value)["message"]
+    )
 
 
 def test_deletion_timestamp_cannot_be_cleared(widgets: Any) -> None:
     widgets.create_namespaced_custom_object(*ARGS, _with_finalizers("w1", "a"))
     widgets.delete_namespaced_custom_object(*ARGS, "w1")
-    obj = widgets.patch_namespaced_custom_object(*ARGS, "w1",
-                                                 {"metadata": {"deletionTimestamp": None}})
+    obj = widgets.patch_namespaced_custom_object(
+        *ARGS, "w1", {"metadata": {"deletionTimestamp": None}}
+    )
     assert obj["metadata"]["deletionTimestamp"]

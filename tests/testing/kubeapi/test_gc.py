@@ -26,10 +26,15 @@ def _names(widgets: Any) -> list[str]:
 
 def _child(name: str, owner: dict[str, Any], block: bool = False) -> dict[str, Any]:
     body = widget(name)
-    body["metadata"]["ownerReferences"] = [{
-        "apiVersion": owner["apiVersion"], "kind": owner["kind"],
-        "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
-        "blockOwnerDeletion": block}]
+    body["metadata"]["ownerReferences"] = [
+        {
+            "apiVersion": owner["apiVersion"],
+            "kind": owner["kind"],
+            "name": owner["metadata"]["name"],
+            "uid": owner["metadata"]["uid"],
+            "blockOwnerDeletion": block,
+        }
+    ]
     return body
 
 
@@ -38,9 +43,14 @@ def test_background_deletes_dependents_after_the_owner(widgets: Any) -> None:
     widgets.create_namespaced_custom_object(*ARGS, _child("child", owner))
     other = widgets.create_namespaced_custom_object(*ARGS, widget("other"))
     shared = _child("shared", owner)
-    shared["metadata"]["ownerReferences"].append({
-        "apiVersion": other["apiVersion"], "kind": "Widget", "name": "other",
-        "uid": other["metadata"]["uid"]})
+    shared["metadata"]["ownerReferences"].append(
+        {
+            "apiVersion": other["apiVersion"],
+            "kind": "Widget",
+            "name": "other",
+            "uid": other["metadata"]["uid"],
+        }
+    )
     widgets.create_namespaced_custom_object(*ARGS, shared)
     widgets.delete_namespaced_custom_object(*ARGS, "owner")
     _until(lambda: _names(widgets) == ["other", "shared"])
@@ -53,11 +63,15 @@ def test_foreground_waits_for_blocking_dependents(widgets: Any) -> None:
     child = _child("child", owner, block=True)
     child["metadata"]["finalizers"] = ["hold"]
     widgets.create_namespaced_custom_object(*ARGS, child)
-    marked = widgets.delete_namespaced_custom_object(*ARGS, "owner",
-                                                     propagation_policy="Foreground")
+    marked = widgets.delete_namespaced_custom_object(
+        *ARGS, "owner", propagation_policy="Foreground"
+    )
     assert "foregroundDeletion" in marked["metadata"]["finalizers"]
-    _until(lambda: widgets.get_namespaced_custom_object(*ARGS, "child")["metadata"].get(
-        "deletionTimestamp"))
+    _until(
+        lambda: widgets.get_namespaced_custom_object(*ARGS, "child")["metadata"].get(
+            "deletionTimestamp"
+        )
+    )
     assert "owner" in _names(widgets)
     widgets.patch_namespaced_custom_object(*ARGS, "child", {"metadata": {"finalizers": None}})
     _until(lambda: _names(widgets) == [])
@@ -68,12 +82,12 @@ def test_orphan_keeps_dependents_without_the_reference(widgets: Any) -> None:
     widgets.create_namespaced_custom_object(*ARGS, _child("child", owner))
     widgets.delete_namespaced_custom_object(*ARGS, "owner", propagation_policy="Orphan")
     _until(lambda: _names(widgets) == ["child"])
-    assert "ownerReferences" not in widgets.get_namespaced_custom_object(
-        *ARGS, "child")["metadata"]
+    assert "ownerReferences" not in widgets.get_namespaced_custom_object(*ARGS, "child")["metadata"]
 
 
-def test_namespace_deletion_empties_then_removes_it(k8s: kubernetes.client.ApiClient,
-                                                    widgets: Any) -> None:
+def test_namespace_deletion_empties_then_removes_it(
+    k8s: kubernetes.client.ApiClient, widgets: Any
+) -> None:
     core = kubernetes.client.CoreV1Api(k8s)
     core.create_namespace({"metadata": {"name": "team"}})
     assert core.read_namespace("team").status.phase == "Active"
@@ -95,8 +109,9 @@ def test_namespace_deletion_empties_then_removes_it(k8s: kubernetes.client.ApiCl
     assert exc.value.status == 404
 
 
-def test_no_new_content_in_a_terminating_namespace(k8s: kubernetes.client.ApiClient,
-                                                   widgets: Any) -> None:
+def test_no_new_content_in_a_terminating_namespace(
+    k8s: kubernetes.client.ApiClient, widgets: Any
+) -> None:
     core = kubernetes.client.CoreV1Api(k8s)
     core.create_namespace({"metadata": {"name": "team"}})
     held = widget("w")

@@ -37,8 +37,9 @@ def _until(predicate: Callable[[], Any], timeout: float = 15) -> Any:
 
 
 @pytest.fixture
-def operator(kubeapi: KubeAPIServer, widgets: Any) -> Iterator[tuple[operator_app.Journal,
-                                                                    _Collect]]:
+def operator(
+    kubeapi: KubeAPIServer, widgets: Any
+) -> Iterator[tuple[operator_app.Journal, _Collect]]:
     journal = operator_app.Journal()
     registry = operator_app.build_registry(kubeapi.url, certificate().cert, ADMIN_TOKEN, journal)
     collect = _Collect()
@@ -60,8 +61,10 @@ def operator(kubeapi: KubeAPIServer, widgets: Any) -> Iterator[tuple[operator_ap
 
 
 def test_operator_create_update_delete_without_errors(
-        operator: tuple[operator_app.Journal, _Collect],
-        widgets: kubernetes.client.CustomObjectsApi, kubeapi: KubeAPIServer) -> None:
+    operator: tuple[operator_app.Journal, _Collect],
+    widgets: kubernetes.client.CustomObjectsApi,
+    kubeapi: KubeAPIServer,
+) -> None:
     journal, log = operator
     args = (GROUP, VERSION, "default", PLURAL)
     widgets.create_namespaced_custom_object(*args, widget("w1", size=2))
@@ -76,8 +79,9 @@ def test_operator_create_update_delete_without_errors(
     assert journal.created == ["w1"]
 
     widgets.patch_namespaced_custom_object(*args, "w1", {"spec": {"size": 3}})
-    _until(lambda: widgets.get_namespaced_custom_object(*args, "w1")["status"].get(
-        "observedSize") == 3)
+    _until(
+        lambda: widgets.get_namespaced_custom_object(*args, "w1")["status"].get("observedSize") == 3
+    )
 
     widgets.delete_namespaced_custom_object(*args, "w1")
 
@@ -91,8 +95,11 @@ def test_operator_create_update_delete_without_errors(
     _until(gone)
     assert journal.deleted == ["w1"]
     # Running kopf in a thread (not the server's doing) is the one expected warning.
-    problems = [f"{r.levelname} {r.name}: {r.getMessage()}" for r in log.records
-                if r.levelno >= logging.WARNING and "OS signals are ignored" not in r.getMessage()]
+    problems = [
+        f"{r.levelname} {r.name}: {r.getMessage()}"
+        for r in log.records
+        if r.levelno >= logging.WARNING and "OS signals are ignored" not in r.getMessage()
+    ]
     assert problems == []
     assert kubeapi.log.writes()["widgets/status"] >= 2
     _until(lambda: kubeapi.log.writes()["events"] >= 1)  # kopf posts k8s events in batches

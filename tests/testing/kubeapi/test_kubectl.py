@@ -42,8 +42,10 @@ def test_apply_rejects_unknown_fields_and_invalid_values(kubectl: Kubectl) -> No
     assert unknown.returncode != 0
     assert 'strict decoding error: unknown field "spec.bogus"' in unknown.stderr
     bad = kubectl.apply(widget("w1", size=0), check=False)
-    assert ('The Widget "w1" is invalid: spec.size: Invalid value: 0: spec.size in body should '
-            "be greater than or equal to 1") in bad.stderr
+    assert (
+        'The Widget "w1" is invalid: spec.size: Invalid value: 0: spec.size in body should '
+        "be greater than or equal to 1"
+    ) in bad.stderr
 
 
 def test_apply_server_side_create_update_and_conflict(kubectl: Kubectl) -> None:
@@ -51,12 +53,14 @@ def test_apply_server_side_create_update_and_conflict(kubectl: Kubectl) -> None:
     assert "serverside-applied" in kubectl.apply(widget("w1", size=2), "--server-side").stdout
     kubectl.apply(widget("w1", size=4), "--server-side")
     assert kubectl.json("get", "widget", "w1")["spec"]["size"] == 4
-    other = kubectl.apply(widget("w1", size=5), "--server-side", "--field-manager=other",
-                          check=False)
+    other = kubectl.apply(
+        widget("w1", size=5), "--server-side", "--field-manager=other", check=False
+    )
     assert other.returncode != 0
     assert 'Apply failed with 1 conflict: conflict with "kubectl": .spec.size' in other.stderr
-    kubectl.apply(widget("w1", size=5), "--server-side", "--field-manager=other",
-                  "--force-conflicts")
+    kubectl.apply(
+        widget("w1", size=5), "--server-side", "--field-manager=other", "--force-conflicts"
+    )
     assert kubectl.json("get", "widget", "w1")["spec"]["size"] == 5
 
 
@@ -84,8 +88,9 @@ def test_get_watch_sees_changes(kubectl: Kubectl) -> None:
     assert rows == [["w1", "1"], ["w1", "9"]]
 
 
-def test_wait_for_condition_set_by_a_controller(kubectl: Kubectl,
-                                                k8s: kubernetes.client.ApiClient) -> None:
+def test_wait_for_condition_set_by_a_controller(
+    kubectl: Kubectl, k8s: kubernetes.client.ApiClient
+) -> None:
     _install(kubectl)
     kubectl.apply(widget("w1"))
     api = kubernetes.client.CustomObjectsApi(k8s)
@@ -93,8 +98,13 @@ def test_wait_for_condition_set_by_a_controller(kubectl: Kubectl,
     def controller() -> None:
         time.sleep(0.5)
         api.patch_namespaced_custom_object_status(
-            GROUP, VERSION, "default", PLURAL, "w1",
-            {"status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+            GROUP,
+            VERSION,
+            "default",
+            PLURAL,
+            "w1",
+            {"status": {"conditions": [{"type": "Ready", "status": "True"}]}},
+        )
 
     thread = threading.Thread(target=controller)
     thread.start()
@@ -106,11 +116,19 @@ def test_wait_for_condition_set_by_a_controller(kubectl: Kubectl,
 def test_patch_and_label(kubectl: Kubectl) -> None:
     _install(kubectl)
     kubectl.apply(widget("w1"))
-    kubectl("patch", "widget", "w1", "--type=json",
-            "-p", '[{"op":"replace","path":"/spec/size","value":6}]')
+    kubectl(
+        "patch",
+        "widget",
+        "w1",
+        "--type=json",
+        "-p",
+        '[{"op":"replace","path":"/spec/size","value":6}]',
+    )
     kubectl("label", "widget", "w1", "tier=gold")
-    assert kubectl("get", "widgets", "-l", "tier=gold", "-o", "name").stdout.strip() \
+    assert (
+        kubectl("get", "widgets", "-l", "tier=gold", "-o", "name").stdout.strip()
         == "widget.test.corral.dev/w1"
+    )
     obj = kubectl.json("get", "widget", "w1")
     assert obj["spec"]["size"] == 6 and obj["metadata"]["generation"] == 2
     smp = kubectl("patch", "widget", "w1", "-p", '{"spec":{"size":2}}', check=False)
@@ -118,7 +136,8 @@ def test_patch_and_label(kubectl: Kubectl) -> None:
 
 
 def test_delete_waits_for_the_finalizer_a_controller_removes(
-        kubectl: Kubectl, k8s: kubernetes.client.ApiClient) -> None:
+    kubectl: Kubectl, k8s: kubernetes.client.ApiClient
+) -> None:
     _install(kubectl)
     obj: dict[str, Any] = widget("w1")
     obj["metadata"]["finalizers"] = ["test.corral.dev/cleanup"]
@@ -131,8 +150,9 @@ def test_delete_waits_for_the_finalizer_a_controller_removes(
             if current["metadata"].get("deletionTimestamp"):
                 break
             time.sleep(0.05)
-        api.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "w1",
-                                           {"metadata": {"finalizers": None}})
+        api.patch_namespaced_custom_object(
+            GROUP, VERSION, "default", PLURAL, "w1", {"metadata": {"finalizers": None}}
+        )
 
     thread = threading.Thread(target=controller)
     thread.start()
@@ -146,8 +166,9 @@ def test_typed_generators_need_protobuf(kubectl: Kubectl, kubeapi: KubeAPIServer
     """`kubectl create configmap` sends protobuf, which this server does not decode (415)."""
     result = kubectl("create", "configmap", "c1", "--from-literal=a=b", check=False)
     assert result.returncode != 0 and "unknown format" in result.stderr
-    kubectl.apply({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c1"},
-                   "data": {"a": "b"}})
+    kubectl.apply(
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c1"}, "data": {"a": "b"}}
+    )
     assert kubectl.json("get", "configmap", "c1")["data"] == {"a": "b"}
 
 
@@ -160,10 +181,13 @@ def test_unauthenticated_kubectl_is_refused(kubectl: Kubectl) -> None:
     assert "must be logged in" in result.stderr or "Unauthorized" in result.stderr
 
 
-
 def test_apply_updates_a_builtin_with_a_strategic_merge_patch(kubectl: Kubectl) -> None:
-    config_map = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c1"},
-                  "data": {"a": "1", "b": "2"}}
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "c1"},
+        "data": {"a": "1", "b": "2"},
+    }
     kubectl.apply(config_map)
     config_map["data"] = {"a": "3"}
     assert "configured" in kubectl.apply(config_map).stdout

@@ -50,15 +50,22 @@ def test_duplicate_create_is_409_and_missing_is_404(widgets: Any) -> None:
     with pytest.raises(kubernetes.client.ApiException) as missing:
         widgets.get_namespaced_custom_object(*ARGS, "nope")
     assert api_status(missing.value) == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": 'widgets.test.corral.dev "nope" not found', "reason": "NotFound",
-        "details": {"name": "nope", "group": GROUP, "kind": PLURAL}, "code": 404}
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'widgets.test.corral.dev "nope" not found',
+        "reason": "NotFound",
+        "details": {"name": "nope", "group": GROUP, "kind": PLURAL},
+        "code": 404,
+    }
 
 
 def test_generation_bumps_on_spec_changes_only(widgets: Any) -> None:
     widgets.create_namespaced_custom_object(*ARGS, widget("w1"))
-    labelled = widgets.patch_namespaced_custom_object(*ARGS, "w1",
-                                                      {"metadata": {"labels": {"a": "b"}}})
+    labelled = widgets.patch_namespaced_custom_object(
+        *ARGS, "w1", {"metadata": {"labels": {"a": "b"}}}
+    )
     assert labelled["metadata"]["generation"] == 1
     status = widgets.patch_namespaced_custom_object_status(*ARGS, "w1", {"status": {"x": 1}})
     assert status["metadata"]["generation"] == 1
@@ -67,7 +74,8 @@ def test_generation_bumps_on_spec_changes_only(widgets: Any) -> None:
 
 
 def test_resource_version_is_cluster_wide_and_monotonic(
-        widgets: Any, k8s: kubernetes.client.ApiClient) -> None:
+    widgets: Any, k8s: kubernetes.client.ApiClient
+) -> None:
     core = kubernetes.client.CoreV1Api(k8s)
     a = widgets.create_namespaced_custom_object(*ARGS, widget("w1"))["metadata"]
     b = core.create_namespaced_config_map("default", {"metadata": {"name": "c"}}).metadata
@@ -90,7 +98,8 @@ def test_put_with_stale_resource_version_is_409(widgets: Any) -> None:
     assert exc.value.status == 409
     assert api_status(exc.value)["message"] == (
         'Operation cannot be fulfilled on widgets.test.corral.dev "w1": the object has been '
-        "modified; please apply your changes to the latest version and try again")
+        "modified; please apply your changes to the latest version and try again"
+    )
     fresh = widgets.get_namespaced_custom_object(*ARGS, "w1")
     fresh["spec"]["size"] = 3
     assert widgets.replace_namespaced_custom_object(*ARGS, "w1", fresh)["spec"]["size"] == 3
@@ -102,15 +111,19 @@ def test_put_of_a_custom_resource_needs_a_resource_version(widgets: Any) -> None
     with pytest.raises(kubernetes.client.ApiException) as exc:
         widgets.replace_namespaced_custom_object(*ARGS, "w1", obj)
     assert exc.value.status == 422
-    assert "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update" \
+    assert (
+        "metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
         in api_status(exc.value)["message"]
+    )
 
 
 def test_patch_with_stale_resource_version_is_409(widgets: Any) -> None:
     obj = widgets.create_namespaced_custom_object(*ARGS, widget("w1"))
     widgets.patch_namespaced_custom_object(*ARGS, "w1", {"spec": {"size": 2}})
-    stale = {"metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
-             "spec": {"size": 4}}
+    stale = {
+        "metadata": {"resourceVersion": obj["metadata"]["resourceVersion"]},
+        "spec": {"size": 4},
+    }
     with pytest.raises(kubernetes.client.ApiException) as exc:
         widgets.patch_namespaced_custom_object(*ARGS, "w1", stale)
     assert exc.value.status == 409
@@ -123,7 +136,8 @@ def test_list_has_kind_api_version_and_resource_version(widgets: Any) -> None:
     assert listed["kind"] == "WidgetList" and listed["apiVersion"] == f"{GROUP}/{VERSION}"
     assert [i["metadata"]["name"] for i in listed["items"]] == ["a", "b", "c"]
     assert int(listed["metadata"]["resourceVersion"]) >= int(
-        listed["items"][-1]["metadata"]["resourceVersion"])
+        listed["items"][-1]["metadata"]["resourceVersion"]
+    )
 
 
 def test_list_pages_with_limit_and_continue(widgets: Any) -> None:
@@ -132,11 +146,13 @@ def test_list_pages_with_limit_and_continue(widgets: Any) -> None:
     first = widgets.list_namespaced_custom_object(*ARGS, limit=2)
     assert [i["metadata"]["name"] for i in first["items"]] == ["a", "b"]
     assert first["metadata"]["remainingItemCount"] == 3
-    second = widgets.list_namespaced_custom_object(*ARGS, limit=2,
-                                                   _continue=first["metadata"]["continue"])
+    second = widgets.list_namespaced_custom_object(
+        *ARGS, limit=2, _continue=first["metadata"]["continue"]
+    )
     assert [i["metadata"]["name"] for i in second["items"]] == ["c", "d"]
-    last = widgets.list_namespaced_custom_object(*ARGS, limit=2,
-                                                 _continue=second["metadata"]["continue"])
+    last = widgets.list_namespaced_custom_object(
+        *ARGS, limit=2, _continue=second["metadata"]["continue"]
+    )
     assert [i["metadata"]["name"] for i in last["items"]] == ["e"]
     assert "continue" not in last["metadata"]
 
@@ -164,7 +180,8 @@ def test_delete_preconditions(widgets: Any) -> None:
     widgets.create_namespaced_custom_object(*ARGS, widget("w1"))
     with pytest.raises(kubernetes.client.ApiException) as exc:
         widgets.delete_namespaced_custom_object(
-            *ARGS, "w1", body={"preconditions": {"uid": "not-the-uid"}})
+            *ARGS, "w1", body={"preconditions": {"uid": "not-the-uid"}}
+        )
     assert exc.value.status == 409
 
 

@@ -38,7 +38,8 @@ async def test_runs_on_the_running_loop(tmp_path: Path) -> None:
     async with KubeAPIServer() as server:
         path = write_kubeconfig(tmp_path / "kubeconfig", server.url)
         async with await kubernetes_asyncio.config.new_client_from_config(
-                config_file=str(path)) as client:
+            config_file=str(path)
+        ) as client:
             namespaces = await kubernetes_asyncio.client.CoreV1Api(client).list_namespace()
         assert len(namespaces.items) == 4
     await server.stop()
