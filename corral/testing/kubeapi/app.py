@@ -113,28 +113,46 @@ class Cluster:
         parsed = parse_path(request.path)
         if parsed is None:
             verb = request.method.lower()
-            attrs = rbac.Attributes(user, "get" if verb == "head" else verb, False,
-                                    path=request.path)
+            attrs = rbac.Attributes(
+                user, "get" if verb == "head" else verb, False, path=request.path
+            )
             self._authorize(attrs)
             return self._non_resource(request)
         verb = _verb(request.method, parsed, parse_bool(request.query.get("watch")))
-        record.update(verb=verb, group=parsed.group, resource=parsed.plural,
-                      subresource=parsed.subresource, namespace=parsed.namespace,
-                      name=parsed.name)
-        self._authorize(rbac.Attributes(
-            user, verb, True, group=parsed.group, version=parsed.version,
-            resource=parsed.plural, subresource=parsed.subresource,
-            namespace=parsed.namespace, name=parsed.name, path=request.path))
+        record.update(
+            verb=verb,
+            group=parsed.group,
+            resource=parsed.plural,
+            subresource=parsed.subresource,
+            namespace=parsed.namespace,
+            name=parsed.name,
+        )
+        self._authorize(
+            rbac.Attributes(
+                user,
+                verb,
+                True,
+                group=parsed.group,
+                version=parsed.version,
+                resource=parsed.plural,
+                subresource=parsed.subresource,
+                namespace=parsed.namespace,
+                name=parsed.name,
+                path=request.path,
+            )
+        )
         resource = self.registry.lookup(parsed.group, parsed.version, parsed.plural)
-        if resource is None or (parsed.subresource
-                                and parsed.subresource not in resource.subresources):
+        if resource is None or (
+            parsed.subresource and parsed.subresource not in resource.subresources
+        ):
             raise page_not_found()
         if parsed.namespace and not resource.namespaced:
             raise page_not_found()
         if resource.namespaced and parsed.name and not parsed.namespace:
             raise page_not_found()
-        target = Target(resource, parsed.version, parsed.namespace, parsed.name,
-                        parsed.subresource, user)
+        target = Target(
+            resource, parsed.version, parsed.namespace, parsed.name, parsed.subresource, user
+        )
         if resource.group in _REVIEW_GROUPS:
             return await self.handlers.review(request, target, self.auth)
         if verb not in resource.verbs:
@@ -146,8 +164,9 @@ class Cluster:
         if not allowed:
             raise rbac.forbidden(attrs)
 
-    async def _dispatch(self, request: web.Request, verb: str,
-                        target: Target) -> web.StreamResponse:
+    async def _dispatch(
+        self, request: web.Request, verb: str, target: Target
+    ) -> web.StreamResponse:
         h = self.handlers
         if verb == "get":
             return h.get(request, target)
@@ -194,8 +213,13 @@ class Cluster:
         elif len(parts) == 3 and parts[0] == "apis":
             body = discovery.resource_list(self.registry, parts[1], parts[2])
         elif parts[:2] == ["openapi", "v3"] and len(parts) >= 4:
-            group, version = ("", parts[3]) if parts[2] == "api" else (parts[3], parts[4]) \
-                if len(parts) == 5 else ("", "")
+            group, version = (
+                ("", parts[3])
+                if parts[2] == "api"
+                else (parts[3], parts[4])
+                if len(parts) == 5
+                else ("", "")
+            )
             body = discovery.openapi_v3_document(self.registry, group, version)
         if body is None:
             raise page_not_found()

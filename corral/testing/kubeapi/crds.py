@@ -31,12 +31,19 @@ def validate(crd: JSON) -> list[FieldError]:
         errors.append(FieldError("Required", "spec.group"))
     expected = f"{names.get('plural', '')}.{spec.get('group', '')}"
     if name != expected:
-        errors.append(FieldError("Invalid", "metadata.name", name,
-                                 'must be spec.names.plural+"."+spec.group'))
+        errors.append(
+            FieldError("Invalid", "metadata.name", name, 'must be spec.names.plural+"."+spec.group')
+        )
     versions = spec.get("versions") or []
     if not versions or sum(bool(v.get("storage")) for v in versions) != 1:
-        errors.append(FieldError("Invalid", "spec.versions", versions,
-                                 "must have exactly one version marked as storage version"))
+        errors.append(
+            FieldError(
+                "Invalid",
+                "spec.versions",
+                versions,
+                "must have exactly one version marked as storage version",
+            )
+        )
     for i, version in enumerate(versions):
         schema = (version.get("schema") or {}).get("openAPIV3Schema")
         path = f"spec.versions[{i}].schema.openAPIV3Schema"
@@ -44,8 +51,11 @@ def validate(crd: JSON) -> list[FieldError]:
             errors.append(FieldError("Required", path, detail="schemas are required"))
             continue
         if schema.get("type") != "object":
-            errors.append(FieldError("Invalid", f"{path}.type", schema.get("type"),
-                                     "must be object at the root"))
+            errors.append(
+                FieldError(
+                    "Invalid", f"{path}.type", schema.get("type"), "must be object at the root"
+                )
+            )
         errors += cel.check_rules(schema, path)
     return errors
 
@@ -56,10 +66,20 @@ def establish(crd: JSON) -> None:
     spec = crd["spec"]
     storage = next(v["name"] for v in spec["versions"] if v.get("storage"))
     conditions = [
-        {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts",
-         "message": "no conflicts found", "lastTransitionTime": stamp},
-        {"type": "Established", "status": "True", "reason": "InitialNamesAccepted",
-         "message": "the initial names have been accepted", "lastTransitionTime": stamp},
+        {
+            "type": "NamesAccepted",
+            "status": "True",
+            "reason": "NoConflicts",
+            "message": "no conflicts found",
+            "lastTransitionTime": stamp,
+        },
+        {
+            "type": "Established",
+            "status": "True",
+            "reason": "InitialNamesAccepted",
+            "message": "the initial names have been accepted",
+            "lastTransitionTime": stamp,
+        },
     ]
     names = dict(spec["names"])
     names.setdefault("singular", names["kind"].lower())
@@ -77,8 +97,18 @@ def establish(crd: JSON) -> None:
 def terminating(crd: JSON) -> None:
     for condition in crd.get("status", {}).get("conditions", []):
         if condition["type"] == "Established":
-            condition.update(status="False", reason="Terminating",
-                             message="the object is being deleted", lastTransitionTime=now())
+            condition.update(
+                status="False",
+                reason="Terminating",
+                message="the object is being deleted",
+                lastTransitionTime=now(),
+            )
     crd.setdefault("status", {}).setdefault("conditions", []).append(
-        {"type": "Terminating", "status": "True", "reason": "InstanceDeletionInProgress",
-         "message": "CustomResource deletion is in progress", "lastTransitionTime": now()})
+        {
+            "type": "Terminating",
+            "status": "True",
+            "reason": "InstanceDeletionInProgress",
+            "message": "CustomResource deletion is in progress",
+            "lastTransitionTime": now(),
+        }
+    )

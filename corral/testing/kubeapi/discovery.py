@@ -20,10 +20,17 @@ from typing import Any
 from .resources import Registry, Resource
 
 JSON = dict[str, Any]
-KUBE_VERSION = {"major": "1", "minor": "32", "gitVersion": "v1.32.0",
-                "gitCommit": "0000000000000000000000000000000000000000",
-                "gitTreeState": "clean", "buildDate": "2024-12-11T00:00:00Z",
-                "goVersion": "go1.23.3", "compiler": "gc", "platform": "linux/amd64"}
+KUBE_VERSION = {
+    "major": "1",
+    "minor": "32",
+    "gitVersion": "v1.32.0",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2024-12-11T00:00:00Z",
+    "goVersion": "go1.23.3",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
 OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
 _VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
 
@@ -43,8 +50,11 @@ def _sorted_versions(versions: list[str]) -> list[str]:
 
 
 def api_versions(address: str) -> JSON:
-    return {"kind": "APIVersions", "versions": ["v1"],
-            "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": address}]}
+    return {
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": address}],
+    }
 
 
 def _group_entry(name: str, versions: list[str]) -> JSON:
@@ -54,8 +64,11 @@ def _group_entry(name: str, versions: list[str]) -> JSON:
 
 
 def api_groups(registry: Registry) -> JSON:
-    groups = [_group_entry(name, versions)
-              for name, versions in sorted(registry.group_versions().items()) if name]
+    groups = [
+        _group_entry(name, versions)
+        for name, versions in sorted(registry.group_versions().items())
+        if name
+    ]
     return {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}
 
 
@@ -71,25 +84,37 @@ def _hash(text: str) -> str:
 
 
 def _entries(resource: Resource) -> list[JSON]:
-    entry: JSON = {"name": resource.plural, "singularName": resource.singular,
-                   "namespaced": resource.namespaced, "kind": resource.kind,
-                   "verbs": list(resource.verbs),
-                   "storageVersionHash": _hash(f"{resource.group}/{resource.plural}")}
+    entry: JSON = {
+        "name": resource.plural,
+        "singularName": resource.singular,
+        "namespaced": resource.namespaced,
+        "kind": resource.kind,
+        "verbs": list(resource.verbs),
+        "storageVersionHash": _hash(f"{resource.group}/{resource.plural}"),
+    }
     if resource.short_names:
         entry["shortNames"] = list(resource.short_names)
     if resource.categories:
         entry["categories"] = list(resource.categories)
     out = [entry]
     for sub in sorted(resource.subresources):
-        out.append({"name": f"{resource.plural}/{sub}", "singularName": "",
-                    "namespaced": resource.namespaced, "kind": resource.kind,
-                    "verbs": ["get", "patch", "update"]})
+        out.append(
+            {
+                "name": f"{resource.plural}/{sub}",
+                "singularName": "",
+                "namespaced": resource.namespaced,
+                "kind": resource.kind,
+                "verbs": ["get", "patch", "update"],
+            }
+        )
     return out
 
 
 def _served(registry: Registry, group: str, version: str) -> list[Resource]:
-    return sorted((r for r in registry.all() if r.group == group and version in r.versions),
-                  key=lambda r: r.plural)
+    return sorted(
+        (r for r in registry.all() if r.group == group and version in r.versions),
+        key=lambda r: r.plural,
+    )
 
 
 def resource_list(registry: Registry, group: str, version: str) -> JSON | None:
@@ -97,8 +122,11 @@ def resource_list(registry: Registry, group: str, version: str) -> JSON | None:
     if not resources:
         return None
     group_version = f"{group}/{version}" if group else version
-    body: JSON = {"kind": "APIResourceList", "groupVersion": group_version,
-                  "resources": [e for r in resources for e in _entries(r)]}
+    body: JSON = {
+        "kind": "APIResourceList",
+        "groupVersion": group_version,
+        "resources": [e for r in resources for e in _entries(r)],
+    }
     if group:
         body["apiVersion"] = "v1"
     return body
@@ -109,14 +137,19 @@ def _gv_path(group: str, version: str) -> str:
 
 
 def _patch_operation(resource: Resource, version: str) -> JSON:
-    params = [{"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
-              for name in ("dryRun", "fieldManager", "fieldValidation", "force")]
+    params = [
+        {"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+        for name in ("dryRun", "fieldManager", "fieldValidation", "force")
+    ]
     return {
         "operationId": f"patch{resource.kind}",
         "parameters": params,
         "x-kubernetes-action": "patch",
-        "x-kubernetes-group-version-kind": {"group": resource.group, "version": version,
-                                            "kind": resource.kind},
+        "x-kubernetes-group-version-kind": {
+            "group": resource.group,
+            "version": version,
+            "kind": resource.kind,
+        },
         "responses": {"200": {"description": "OK"}},
     }
 
@@ -143,10 +176,15 @@ def openapi_v3_document(registry: Registry, group: str, version: str) -> JSON | 
         if resource.custom and resource.schemas.get(version):
             schema = dict(resource.schemas[version])
             schema["x-kubernetes-group-version-kind"] = [
-                {"group": resource.group, "version": version, "kind": resource.kind}]
+                {"group": resource.group, "version": version, "kind": resource.kind}
+            ]
             schemas[_schema_name(resource, version)] = schema
-    return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": "v1.32.0"},
-            "paths": paths, "components": {"schemas": schemas}}
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Kubernetes", "version": "v1.32.0"},
+        "paths": paths,
+        "components": {"schemas": schemas},
+    }
 
 
 def openapi_v3_root(registry: Registry) -> JSON:

@@ -167,8 +167,9 @@ def conflict(group: str, plural: str, name: str, detail: str) -> APIError:
     )
 
 
-STALE = ("the object has been modified; please apply your changes to the latest version and "
-         "try again")
+STALE = (
+    "the object has been modified; please apply your changes to the latest version and try again"
+)
 
 
 def bad_request(message: str) -> APIError:
@@ -181,4 +182,5 @@ def page_not_found() -> APIError:
 
 def method_not_allowed(verb: str) -> APIError:
     return APIError(
-        405, f"the server does not allow this method on the requested resource ({verb})")
+        405, f"the server does not allow this method on the requested resource ({verb})"
+    )

@@ -87,21 +87,30 @@ class Entry:
 
     @classmethod
     def parse(cls, raw: JSON) -> Entry:
-        return cls(raw.get("manager", ""), raw.get("operation", "Update"),
-                   raw.get("apiVersion", ""), raw.get("subresource", ""), raw.get("time", ""),
-                   decode(raw.get("fieldsV1") or {}))
+        return cls(
+            raw.get("manager", ""),
+            raw.get("operation", "Update"),
+            raw.get("apiVersion", ""),
+            raw.get("subresource", ""),
+            raw.get("time", ""),
+            decode(raw.get("fieldsV1") or {}),
+        )
 
     def render(self) -> JSON:
-        out: JSON = {"manager": self.manager, "operation": self.operation,
-                     "apiVersion": self.api_version, "time": self.time,
-                     "fieldsType": "FieldsV1", "fieldsV1": encode(self.fields)}
+        out: JSON = {
+            "manager": self.manager,
+            "operation": self.operation,
+            "apiVersion": self.api_version,
+            "time": self.time,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": encode(self.fields),
+        }
         if self.subresource:
             out["subresource"] = self.subresource
         return out
 
     def same(self, manager: str, operation: str, subresource: str) -> bool:
-        return (self.manager, self.operation, self.subresource) == (
-            manager, operation, subresource)
+        return (self.manager, self.operation, self.subresource) == (manager, operation, subresource)
 
     def describe(self) -> str:
         text = json.dumps(self.manager)
@@ -124,8 +133,9 @@ def store(obj: JSON, managed: list[Entry]) -> None:
         obj["metadata"].pop("managedFields", None)
 
 
-def _own(managed: list[Entry], manager: str, operation: str, subresource: str,
-         api_version: str, now: str) -> Entry:
+def _own(
+    managed: list[Entry], manager: str, operation: str, subresource: str, api_version: str, now: str
+) -> Entry:
     for entry in managed:
         if entry.same(manager, operation, subresource):
             entry.api_version, entry.time = api_version, now
@@ -135,8 +145,9 @@ def _own(managed: list[Entry], manager: str, operation: str, subresource: str,
     return entry
 
 
-def record_update(old: JSON | None, new: JSON, manager: str, subresource: str,
-                  api_version: str, now: str) -> None:
+def record_update(
+    old: JSON | None, new: JSON, manager: str, subresource: str, api_version: str, now: str
+) -> None:
     """An Update operation: the writer takes every field it changed or added."""
     scope = None if not subresource else True
     before = leaves(old, scope) if old else {}
@@ -171,8 +182,15 @@ def merge(live: Any, applied: Any) -> Any:
     return copy.deepcopy(applied)
 
 
-def apply(live: JSON | None, applied: JSON, manager: str, force: bool, subresource: str,
-          api_version: str, now: str) -> JSON:
+def apply(
+    live: JSON | None,
+    applied: JSON,
+    manager: str,
+    force: bool,
+    subresource: str,
+    api_version: str,
+    now: str,
+) -> JSON:
     """Server-side apply: merge, take ownership, drop fields no longer applied; 409 on conflict."""
     scope = True if subresource else None
     wanted = leaves(applied, scope)
@@ -208,12 +226,19 @@ def _path_text(path: Path) -> str:
 
 
 def _conflict_error(conflicts: list[tuple[Entry, Path]]) -> APIError:
-    causes = [{"reason": "FieldManagerConflict", "message": f"conflict with {e.describe()}",
-               "field": _path_text(p)} for e, p in conflicts]
+    causes = [
+        {
+            "reason": "FieldManagerConflict",
+            "message": f"conflict with {e.describe()}",
+            "field": _path_text(p),
+        }
+        for e, p in conflicts
+    ]
     if len(conflicts) == 1:
         entry, path = conflicts[0]
-        message = (f"Apply failed with 1 conflict: conflict with {entry.describe()}: "
-                   f"{_path_text(path)}")
+        message = (
+            f"Apply failed with 1 conflict: conflict with {entry.describe()}: {_path_text(path)}"
+        )
     else:
         by_manager: dict[str, list[str]] = {}
         for entry, path in conflicts:

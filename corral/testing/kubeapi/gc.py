@@ -100,8 +100,12 @@ class Collector:
         if meta.get("deletionTimestamp"):
             return
         try:
-            self.objects.delete(resource, meta.get("namespace", ""), meta["name"],
-                                DeleteOptions(propagation=propagation))
+            self.objects.delete(
+                resource,
+                meta.get("namespace", ""),
+                meta["name"],
+                DeleteOptions(propagation=propagation),
+            )
         except APIError:
             return
 
@@ -113,8 +117,9 @@ class Collector:
 
     def _drop_finalizer(self, resource: Resource, obj: JSON, finalizer: str) -> None:
         new = copy.deepcopy(obj)
-        new["metadata"]["finalizers"] = [f for f in new["metadata"].get("finalizers") or []
-                                         if f != finalizer]
+        new["metadata"]["finalizers"] = [
+            f for f in new["metadata"].get("finalizers") or [] if f != finalizer
+        ]
         self._write(resource, new)
 
     # -- controllers ------------------------------------------------------------------
@@ -124,8 +129,7 @@ class Collector:
             alive = [r for r in _refs(obj) if r.get("uid") != uid and self._find(r.get("uid"))]
             if alive:
                 new = copy.deepcopy(obj)
-                new["metadata"]["ownerReferences"] = [r for r in _refs(obj)
-                                                      if r.get("uid") != uid]
+                new["metadata"]["ownerReferences"] = [r for r in _refs(obj) if r.get("uid") != uid]
                 self._write(resource, new)
             else:
                 self._delete(resource, obj, "Background")

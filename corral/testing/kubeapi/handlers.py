@@ -47,8 +47,9 @@ class Target:
 def respond(body: JSON, status: int = 200, warnings: list[str] | None = None) -> web.Response:
     """A JSON answer; each warning is its own `Warning: 299 - "..."` header, as in Go."""
     headers = CIMultiDict(("Warning", f"299 - {json.dumps(w)}") for w in warnings or ())
-    return web.json_response(body, status=status, headers=headers,
-                             dumps=lambda o: json.dumps(o, separators=(",", ":")))
+    return web.json_response(
+        body, status=status, headers=headers, dumps=lambda o: json.dumps(o, separators=(",", ":"))
+    )
 
 
 def parse_bool(value: str | None) -> bool:
@@ -91,8 +92,11 @@ class Handlers:
         return respond(obj)
 
     def _match(self, request: web.Request, target: Target) -> Any:
-        return matcher(request.query.get("labelSelector"), request.query.get("fieldSelector"),
-                       target.resource.field_labels)
+        return matcher(
+            request.query.get("labelSelector"),
+            request.query.get("fieldSelector"),
+            target.resource.field_labels,
+        )
 
     def list(self, request: web.Request, target: Target) -> web.Response:
         resource = target.resource
@@ -107,8 +111,11 @@ class Handlers:
             except (ValueError, KeyError, TypeError, binascii.Error) as exc:
                 raise bad_request("continue key is not valid: illegal base64 data") from exc
         if start is not None:
-            items = [o for o in items if [o["metadata"].get("namespace", ""),
-                                          o["metadata"]["name"]] > start]
+            items = [
+                o
+                for o in items
+                if [o["metadata"].get("namespace", ""), o["metadata"]["name"]] > start
+            ]
         list_meta: JSON = {"resourceVersion": str(rv)}
         limit = int(request.query.get("limit") or 0)
         if limit and len(items) > limit:
@@ -121,11 +128,17 @@ class Handlers:
         if (include := self._table(request)) is not None:
             return respond(tables.table(resource, target.version, rendered, list_meta, include))
         if not resource.custom:
-            rendered = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")}
-                        for o in rendered]
-        return respond({"kind": resource.list_kind,
-                        "apiVersion": resource.api_version(target.version),
-                        "metadata": list_meta, "items": rendered})
+            rendered = [
+                {k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in rendered
+            ]
+        return respond(
+            {
+                "kind": resource.list_kind,
+                "apiVersion": resource.api_version(target.version),
+                "metadata": list_meta,
+                "items": rendered,
+            }
+        )
 
     async def watch(self, request: web.Request, target: Target) -> web.StreamResponse:
         rv = request.query.get("resourceVersion", "")
@@ -137,13 +150,17 @@ class Handlers:
         if timeout is not None and not timeout.lstrip("-").isdigit():
             raise bad_request(f'strconv.ParseInt: parsing "{timeout}": invalid syntax')
         req = watch.WatchRequest(
-            key=target.resource.key, kind=target.resource.kind,
+            key=target.resource.key,
+            kind=target.resource.kind,
             api_version=target.resource.api_version(target.version),
-            namespace=target.namespace or None, match=self._match(request, target),
-            since=since, bookmarks=_flag(request, "allowWatchBookmarks"),
+            namespace=target.namespace or None,
+            match=self._match(request, target),
+            since=since,
+            bookmarks=_flag(request, "allowWatchBookmarks"),
             initial_events=_flag(request, "sendInitialEvents"),
             timeout=int(timeout) if timeout and int(timeout) > 0 else None,
-            bookmark_interval=self.settings.bookmark_interval)
+            bookmark_interval=self.settings.bookmark_interval,
+        )
         include = self._table(request)
 
         def view(obj: JSON) -> JSON:
@@ -161,23 +178,34 @@ class Handlers:
         dry_run = request.query.getall("dryRun", [])
         if any(d != "All" for d in dry_run):
             raise bad_request(f"Invalid dry run value: {dry_run}")
-        manager = request.query.get("fieldManager") or (
-            request.headers.get("User-Agent", "").split("/")[0][:128])
+        manager = (
+            request.query.get("fieldManager")
+            or (request.headers.get("User-Agent", "").split("/")[0][:128])
+        )
         validation = request.query.get("fieldValidation") or "Warn"
         if validation not in ("Strict", "Warn", "Ignore"):
             raise bad_request(f"fieldValidation parameter unsupported: {validation}")
-        return WriteOptions(manager=manager, version=target.version, dry_run=bool(dry_run),
-                            field_validation=validation, force=_flag(request, "force"))
+        return WriteOptions(
+            manager=manager,
+            version=target.version,
+            dry_run=bool(dry_run),
+            field_validation=validation,
+            force=_flag(request, "force"),
+        )
 
     async def _body(self, request: web.Request) -> Any:
         raw = await request.read()
         # Without a Content-Type the real server assumes its first media type, JSON.
-        content_type = request.content_type if "Content-Type" in request.headers \
-            else "application/json"
+        content_type = (
+            request.content_type if "Content-Type" in request.headers else "application/json"
+        )
         if raw and content_type not in _BODY_TYPES and request.method != "PATCH":
-            raise APIError(415, "the body of the request was in an unknown format - accepted "
-                           f"media types include: {', '.join(_BODY_TYPES)}",
-                           reason="UnsupportedMediaType")
+            raise APIError(
+                415,
+                "the body of the request was in an unknown format - accepted "
+                f"media types include: {', '.join(_BODY_TYPES)}",
+                reason="UnsupportedMediaType",
+            )
         try:
             if content_type in ("application/yaml", "application/apply-patch+yaml"):
                 return yaml.safe_load(raw)
@@ -190,20 +218,30 @@ class Handlers:
             return
         crd = self.store.get(CRD_KEY, "", f"{resource.plural}.{resource.group}")
         if crd is not None and crd["metadata"].get("deletionTimestamp"):
-            raise APIError(405, "create not allowed while custom resource definition is "
-                           "terminating", reason="MethodNotAllowed")
+            raise APIError(
+                405,
+                "create not allowed while custom resource definition is terminating",
+                reason="MethodNotAllowed",
+            )
 
     async def create(self, request: web.Request, target: Target) -> web.Response:
         self._no_create_while_terminating(target.resource)
         opts = self._options(request, target)
-        obj = self.objects.create(target.resource, target.namespace, await self._body(request),
-                                  opts)
+        obj = self.objects.create(
+            target.resource, target.namespace, await self._body(request), opts
+        )
         return respond(self.view(target, obj), 201, opts.warnings)
 
     async def update(self, request: web.Request, target: Target) -> web.Response:
         opts = self._options(request, target)
-        obj = self.objects.replace(target.resource, target.namespace, target.name,
-                                   await self._body(request), target.subresource, opts)
+        obj = self.objects.replace(
+            target.resource,
+            target.namespace,
+            target.name,
+            await self._body(request),
+            target.subresource,
+            opts,
+        )
         return respond(self.view(target, obj), 200, opts.warnings)
 
     async def patch(self, request: web.Request, target: Target) -> web.Response:
@@ -212,17 +250,36 @@ class Handlers:
         opts = self._options(request, target)
         if content_type == APPLY:
             if not request.query.get("fieldManager"):
-                raise invalid("meta.k8s.io", "PatchOptions", "", [FieldError(
-                    "Required", "fieldManager", detail="is required for apply patch")])
+                raise invalid(
+                    "meta.k8s.io",
+                    "PatchOptions",
+                    "",
+                    [FieldError("Required", "fieldManager", detail="is required for apply patch")],
+                )
         elif opts.force:
-            raise invalid("meta.k8s.io", "PatchOptions", "", [FieldError(
-                "Forbidden", "force", detail="may not be specified for non-apply patch")])
+            raise invalid(
+                "meta.k8s.io",
+                "PatchOptions",
+                "",
+                [
+                    FieldError(
+                        "Forbidden", "force", detail="may not be specified for non-apply patch"
+                    )
+                ],
+            )
         document = decode(await request.read(), content_type)
         existed = self.store.get(target.resource.key, target.namespace, target.name) is not None
         if not existed:
             self._no_create_while_terminating(target.resource)
-        obj = self.objects.patch(target.resource, target.namespace, target.name, content_type,
-                                 document, target.subresource, opts)
+        obj = self.objects.patch(
+            target.resource,
+            target.namespace,
+            target.name,
+            content_type,
+            document,
+            target.subresource,
+            opts,
+        )
         return respond(self.view(target, obj), 200 if existed else 201, opts.warnings)
 
     async def _delete_options(self, request: web.Request) -> DeleteOptions:
@@ -236,13 +293,27 @@ class Handlers:
         if policy is None:
             policy = "Orphan" if orphan else "Background"
         if policy not in ("Background", "Foreground", "Orphan"):
-            raise invalid("meta.k8s.io", "DeleteOptions", "", [FieldError(
-                "NotSupported", "propagationPolicy", policy,
-                'supported values: "Foreground", "Background", "Orphan", "nil"')])
+            raise invalid(
+                "meta.k8s.io",
+                "DeleteOptions",
+                "",
+                [
+                    FieldError(
+                        "NotSupported",
+                        "propagationPolicy",
+                        policy,
+                        'supported values: "Foreground", "Background", "Orphan", "nil"',
+                    )
+                ],
+            )
         pre = body.get("preconditions") or {}
         dry = request.query.getall("dryRun", []) or body.get("dryRun") or []
-        return DeleteOptions(propagation=policy, uid=pre.get("uid"),
-                             resource_version=pre.get("resourceVersion"), dry_run=bool(dry))
+        return DeleteOptions(
+            propagation=policy,
+            uid=pre.get("uid"),
+            resource_version=pre.get("resourceVersion"),
+            dry_run=bool(dry),
+        )
 
     async def delete(self, request: web.Request, target: Target) -> web.Response:
         options = await self._delete_options(request)
@@ -251,10 +322,20 @@ class Handlers:
         if not deleted:
             return respond(self.view(target, obj))
         meta = obj["metadata"]
-        return respond({"kind": "Status", "apiVersion": "v1", "metadata": {},
-                        "status": "Success",
-                        "details": {"name": meta["name"], "group": resource.group,
-                                    "kind": resource.plural, "uid": meta["uid"]}})
+        return respond(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {
+                    "name": meta["name"],
+                    "group": resource.group,
+                    "kind": resource.plural,
+                    "uid": meta["uid"],
+                },
+            }
+        )
 
     async def delete_collection(self, request: web.Request, target: Target) -> web.Response:
         options = await self._delete_options(request)
@@ -266,21 +347,28 @@ class Handlers:
                 continue
             meta = obj["metadata"]
             try:
-                result, _ = self.objects.delete(resource, meta.get("namespace", ""),
-                                                meta["name"], options)
+                result, _ = self.objects.delete(
+                    resource, meta.get("namespace", ""), meta["name"], options
+                )
             except APIError as exc:
                 if exc.code == 404:
                     continue
                 raise
             gone.append(self.view(target, result))
-        return respond({"kind": resource.list_kind,
-                        "apiVersion": resource.api_version(target.version),
-                        "metadata": {"resourceVersion": str(self.store.rv)}, "items": gone})
+        return respond(
+            {
+                "kind": resource.list_kind,
+                "apiVersion": resource.api_version(target.version),
+                "metadata": {"resourceVersion": str(self.store.rv)},
+                "items": gone,
+            }
+        )
 
     # -- reviews ----------------------------------------------------------------------
 
-    async def review(self, request: web.Request, target: Target,
-                     auth: rbac.Authenticator) -> web.Response:
+    async def review(
+        self, request: web.Request, target: Target, auth: rbac.Authenticator
+    ) -> web.Response:
         if request.method != "POST" or target.name:
             raise method_not_allowed(request.method)
         body = await self._body(request)
@@ -296,16 +384,35 @@ class Handlers:
         else:
             subject = target.user
             if kind in ("SubjectAccessReview", "LocalSubjectAccessReview"):
-                subject = rbac.User(spec.get("user", ""), tuple(spec.get("groups") or ()),
-                                    spec.get("uid", ""))
+                subject = rbac.User(
+                    spec.get("user", ""), tuple(spec.get("groups") or ()), spec.get("uid", "")
+                )
             if kind == "LocalSubjectAccessReview":
                 ns = (spec.get("resourceAttributes") or {}).get("namespace")
                 if ns != target.namespace:
-                    raise invalid(target.resource.group, kind, "", [FieldError(
-                        "Invalid", "spec.resourceAttributes.namespace", ns,
-                        "must match metadata.namespace")])
+                    raise invalid(
+                        target.resource.group,
+                        kind,
+                        "",
+                        [
+                            FieldError(
+                                "Invalid",
+                                "spec.resourceAttributes.namespace",
+                                ns,
+                                "must match metadata.namespace",
+                            )
+                        ],
+                    )
             status = rbac.review_status(self.store, rbac.review_attributes(spec, subject))
         meta = dict(body.get("metadata") or {})
         meta.setdefault("creationTimestamp", None)
-        return respond({"kind": kind, "apiVersion": target.resource.api_version(target.version),
-                        "metadata": meta, "spec": spec, "status": status}, 201)
+        return respond(
+            {
+                "kind": kind,
+                "apiVersion": target.resource.api_version(target.version),
+                "metadata": meta,
+                "spec": spec,
+                "status": status,
+            },
+            201,
+        )

@@ -24,8 +24,11 @@ _LABEL_VALUE = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?"
 _QUALIFIED = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"
 # Resources whose generation the real API server maintains.
-_GENERATION = {("apps", "deployments"), ("apps", "daemonsets"),
-               ("apiextensions.k8s.io", "customresourcedefinitions")}
+_GENERATION = {
+    ("apps", "deployments"),
+    ("apps", "daemonsets"),
+    ("apiextensions.k8s.io", "customresourcedefinitions"),
+}
 
 
 def now() -> str:
@@ -52,7 +55,8 @@ def _subdomain(value: str) -> list[str]:
         errors.append(
             "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
             "'-' or '.', and must start and end with an alphanumeric character (e.g. "
-            f"'example.com', regex used for validation is '{_DNS1123_SUBDOMAIN}')")
+            f"'example.com', regex used for validation is '{_DNS1123_SUBDOMAIN}')"
+        )
     return errors
 
 
@@ -64,7 +68,8 @@ def _label(value: str) -> list[str]:
         errors.append(
             "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or "
             "'-', and must start and end with an alphanumeric character (e.g. 'my-name',  or "
-            f"'123-abc', regex used for validation is '{_DNS1123_LABEL}')")
+            f"'123-abc', regex used for validation is '{_DNS1123_LABEL}')"
+        )
     return errors
 
 
@@ -90,25 +95,40 @@ def validate_meta(resource: Resource, meta: JSON) -> list[FieldError]:
     errors = []
     name = meta.get("name") or ""
     if not name:
-        errors.append(FieldError("Required", "metadata.name", detail="name or generateName is "
-                                 "required"))
+        errors.append(
+            FieldError("Required", "metadata.name", detail="name or generateName is required")
+        )
     else:
-        errors += [FieldError("Invalid", "metadata.name", name, msg)
-                   for msg in _name_rule(resource)(name)]
+        errors += [
+            FieldError("Invalid", "metadata.name", name, msg) for msg in _name_rule(resource)(name)
+        ]
     for key, value in (meta.get("labels") or {}).items():
         prefix, _, local = key.rpartition("/")
-        if (prefix and _subdomain(prefix)) or len(local) > 63 or not re.fullmatch(
-                _QUALIFIED, local):
-            errors.append(FieldError(
-                "Invalid", "metadata.labels", key,
-                "name part must consist of alphanumeric characters, '-', '_' or '.', and must "
-                "start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  "
-                f"or '123-abc', regex used for validation is '{_QUALIFIED}')"))
+        if (
+            (prefix and _subdomain(prefix))
+            or len(local) > 63
+            or not re.fullmatch(_QUALIFIED, local)
+        ):
+            errors.append(
+                FieldError(
+                    "Invalid",
+                    "metadata.labels",
+                    key,
+                    "name part must consist of alphanumeric characters, '-', '_' or '.', and must "
+                    "start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  "
+                    f"or '123-abc', regex used for validation is '{_QUALIFIED}')",
+                )
+            )
         if not isinstance(value, str) or len(value) > 63 or not re.fullmatch(_LABEL_VALUE, value):
-            errors.append(FieldError(
-                "Invalid", "metadata.labels", value,
-                "a valid label must be an empty string or consist of alphanumeric characters, "
-                "'-', '_' or '.', and must start and end with an alphanumeric character (e.g. "
-                "'MyValue',  or 'my_value',  or '12345', regex used for validation is "
-                f"'{_LABEL_VALUE}')"))
+            errors.append(
+                FieldError(
+                    "Invalid",
+                    "metadata.labels",
+                    value,
+                    "a valid label must be an empty string or consist of alphanumeric characters, "
+                    "'-', '_' or '.', and must start and end with an alphanumeric character (e.g. "
+                    "'MyValue',  or 'my_value',  or '12345', regex used for validation is "
+                    f"'{_LABEL_VALUE}')",
+                )
+            )
     return errors

@@ -30,8 +30,14 @@ CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 NS_KEY = ("", "namespaces")
 # Errors after which the real server skips CEL rules (hasBlockingErr).
 _BLOCKING = ("NotSupported", "Required", "TooLong", "TooMany", "TypeInvalid")
-_SYSTEM = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
-           "generation", "selfLink")
+_SYSTEM = (
+    "uid",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "generation",
+    "selfLink",
+)
 
 
 @dataclass
@@ -79,47 +85,68 @@ class Objects:
 
     # -- admission --------------------------------------------------------------------
 
-    def _admit_custom(self, resource: Resource, obj: JSON, old: JSON | None,
-                      opts: WriteOptions) -> JSON:
+    def _admit_custom(
+        self, resource: Resource, obj: JSON, old: JSON | None, opts: WriteOptions
+    ) -> JSON:
         schema = resource.schemas.get(opts.version) or {}
         if not schema:
             return obj
         unknown: list[str] = []
         obj = prune(obj, schema, "", unknown, root=True)
         if unknown and opts.field_validation == "Strict":
-            raise APIError(400, f"{resource.kind} in version {json.dumps(opts.version)} cannot be "
-                           f"handled as a {resource.kind}: strict decoding error: "
-                           + ", ".join(f"unknown field {json.dumps(p)}" for p in unknown))
+            raise APIError(
+                400,
+                f"{resource.kind} in version {json.dumps(opts.version)} cannot be "
+                f"handled as a {resource.kind}: strict decoding error: "
+                + ", ".join(f"unknown field {json.dumps(p)}" for p in unknown),
+            )
         if opts.field_validation == "Warn":
             opts.warnings += [f"unknown field {json.dumps(p)}" for p in unknown]
         result: JSON = apply_defaults(obj, schema)
         return result
 
-    def _validate(self, resource: Resource, obj: JSON, old: JSON | None,
-                  opts: WriteOptions) -> None:
+    def _validate(
+        self, resource: Resource, obj: JSON, old: JSON | None, opts: WriteOptions
+    ) -> None:
         errors = validate_meta(resource, obj["metadata"])
         if old is not None and obj["metadata"].get("uid") != old["metadata"]["uid"]:
-            errors.append(FieldError("Invalid", "metadata.uid", obj["metadata"].get("uid"),
-                                     "field is immutable"))
+            errors.append(
+                FieldError(
+                    "Invalid", "metadata.uid", obj["metadata"].get("uid"), "field is immutable"
+                )
+            )
         if resource.custom and (schema := resource.schemas.get(opts.version)):
             errors += validate(obj, schema)
             if any(e.type in _BLOCKING for e in errors):
-                errors.append(FieldError(
-                    "Invalid", "<nil>", None, "some validation rules were not checked because "
-                    "the object was invalid; correct the existing errors to complete validation"))
+                errors.append(
+                    FieldError(
+                        "Invalid",
+                        "<nil>",
+                        None,
+                        "some validation rules were not checked because the object was "
+                        "invalid; correct the existing errors to complete validation",
+                    )
+                )
             else:
                 for site in rule_sites(obj, old, old is not None, schema):
                     errors += cel.evaluate(site)
         if resource.key == CRD_KEY:
             errors += crds.validate(obj)
         if old is not None and old["metadata"].get("deletionTimestamp"):
-            added = [f for f in obj["metadata"].get("finalizers") or []
-                     if f not in (old["metadata"].get("finalizers") or [])]
+            added = [
+                f
+                for f in obj["metadata"].get("finalizers") or []
+                if f not in (old["metadata"].get("finalizers") or [])
+            ]
             if added:
-                errors.append(FieldError(
-                    "Forbidden", "metadata.finalizers",
-                    detail="no new finalizers can be added if the object is being deleted, "
-                           f"found new finalizers []string{{{_go_strings(added)}}}"))
+                errors.append(
+                    FieldError(
+                        "Forbidden",
+                        "metadata.finalizers",
+                        detail="no new finalizers can be added if the object is being deleted, "
+                        f"found new finalizers []string{{{_go_strings(added)}}}",
+                    )
+                )
         if errors:
             raise invalid(resource.group, resource.kind, obj["metadata"].get("name", ""), errors)
 
@@ -131,13 +158,23 @@ class Objects:
             raise not_found("", "namespaces", namespace)
         if ns["metadata"].get("deletionTimestamp"):
             raise APIError(
-                403, f"{resource.plural}{'.' + resource.group if resource.group else ''} "
+                403,
+                f"{resource.plural}{'.' + resource.group if resource.group else ''} "
                 f"{json.dumps(name)} is forbidden: unable to create new content in namespace "
                 f"{namespace} because it is being terminated",
-                details={"name": name, "group": resource.group, "kind": resource.plural,
-                         "causes": [{"reason": "NamespaceTerminating",
-                                     "message": f"namespace {namespace} is being terminated",
-                                     "field": "metadata.namespace"}]})
+                details={
+                    "name": name,
+                    "group": resource.group,
+                    "kind": resource.plural,
+                    "causes": [
+                        {
+                            "reason": "NamespaceTerminating",
+                            "message": f"namespace {namespace} is being terminated",
+                            "field": "metadata.namespace",
+                        }
+                    ],
+                },
+            )
 
     def _normalise(self, resource: Resource, body: Any, namespace: str) -> JSON:
         if not isinstance(body, dict):
@@ -145,12 +182,18 @@ class Objects:
         obj: JSON = copy.deepcopy(body)
         kind = obj.get("kind")
         if kind and kind != resource.kind:
-            raise APIError(400, f"the kind in the body ({kind}) does not match the kind of the "
-                           f"resource ({resource.kind})")
+            raise APIError(
+                400,
+                f"the kind in the body ({kind}) does not match the kind of the "
+                f"resource ({resource.kind})",
+            )
         api_version = obj.get("apiVersion")
         if api_version and resource.api_version(api_version.rpartition("/")[2]) != api_version:
-            raise APIError(400, f"the API version in the data ({api_version}) does not match the "
-                           f"expected API version ({resource.api_version()})")
+            raise APIError(
+                400,
+                f"the API version in the data ({api_version}) does not match the "
+                f"expected API version ({resource.api_version()})",
+            )
         obj["apiVersion"] = resource.api_version()
         obj["kind"] = resource.kind
         meta = obj.setdefault("metadata", {})
@@ -158,8 +201,11 @@ class Objects:
             raise APIError(400, "metadata must be an object")
         if resource.namespaced:
             if meta.get("namespace") and meta["namespace"] != namespace:
-                raise APIError(400, "the namespace of the provided object does not match the "
-                               "namespace sent on the request")
+                raise APIError(
+                    400,
+                    "the namespace of the provided object does not match the "
+                    "namespace sent on the request",
+                )
             meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
@@ -167,13 +213,22 @@ class Objects:
 
     # -- create -----------------------------------------------------------------------
 
-    def create(self, resource: Resource, namespace: str, body: Any, opts: WriteOptions,
-               applied: bool = False) -> JSON:
+    def create(
+        self,
+        resource: Resource,
+        namespace: str,
+        body: Any,
+        opts: WriteOptions,
+        applied: bool = False,
+    ) -> JSON:
         obj = self._normalise(resource, body, namespace)
         meta = obj["metadata"]
         if meta.get("resourceVersion"):
-            raise APIError(500, "Internal error occurred: resourceVersion should not be set on "
-                           "objects to be created")
+            raise APIError(
+                500,
+                "Internal error occurred: resourceVersion should not be set on "
+                "objects to be created",
+            )
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = generate_name(meta["generateName"])
         self._check_namespace(resource, namespace, meta.get("name", ""))
@@ -196,8 +251,9 @@ class Objects:
         if self.store.get(resource.key, *ident(obj)) is not None:
             raise already_exists(resource.group, resource.plural, meta["name"])
         if not applied:
-            fields.record_update(None, obj, opts.manager, "", resource.api_version(opts.version),
-                                 now())
+            fields.record_update(
+                None, obj, opts.manager, "", resource.api_version(opts.version), now()
+            )
         if opts.dry_run:
             return obj
         stored = self.store.put(resource.key, obj)
@@ -207,40 +263,78 @@ class Objects:
 
     # -- update -----------------------------------------------------------------------
 
-    def replace(self, resource: Resource, namespace: str, name: str, body: Any,
-                subresource: str, opts: WriteOptions) -> JSON:
+    def replace(
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        body: Any,
+        subresource: str,
+        opts: WriteOptions,
+    ) -> JSON:
         old = self.get(resource, namespace, name)
         new = self._normalise(resource, body, namespace)
         self._check_name(new, name)
         rv = new["metadata"].get("resourceVersion")
         if not rv and resource.custom:
-            raise invalid(resource.group, resource.kind, name, [FieldError(
-                "Invalid", "metadata.resourceVersion", detail="0x0: must be specified for an "
-                "update", omit_value=True)])
+            raise invalid(
+                resource.group,
+                resource.kind,
+                name,
+                [
+                    FieldError(
+                        "Invalid",
+                        "metadata.resourceVersion",
+                        detail="0x0: must be specified for an update",
+                        omit_value=True,
+                    )
+                ],
+            )
         return self.update(resource, old, new, subresource, opts)
 
-    def patch(self, resource: Resource, namespace: str, name: str, content_type: str,
-              document: Any, subresource: str, opts: WriteOptions) -> JSON:
+    def patch(
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        content_type: str,
+        document: Any,
+        subresource: str,
+        opts: WriteOptions,
+    ) -> JSON:
         old = self.store.get(resource.key, namespace if resource.namespaced else "", name)
         if content_type == APPLY:
             return self._apply(resource, namespace, name, old, document, subresource, opts)
         if old is None:
             raise not_found(resource.group, resource.plural, name)
         view = {**old, "apiVersion": resource.api_version(opts.version)}
-        new = self._normalise(resource, apply_patch(copy.deepcopy(view), content_type, document),
-                              namespace)
+        new = self._normalise(
+            resource, apply_patch(copy.deepcopy(view), content_type, document), namespace
+        )
         self._check_name(new, name)
         return self.update(resource, old, new, subresource, opts)
 
-    def _apply(self, resource: Resource, namespace: str, name: str, old: JSON | None,
-               document: Any, subresource: str, opts: WriteOptions) -> JSON:
+    def _apply(
+        self,
+        resource: Resource,
+        namespace: str,
+        name: str,
+        old: JSON | None,
+        document: Any,
+        subresource: str,
+        opts: WriteOptions,
+    ) -> JSON:
         applied = self._normalise(resource, document, namespace)
         if not applied["metadata"].get("name"):
             applied["metadata"]["name"] = name
         self._check_name(applied, name)
         if subresource == "status":
-            applied = {"apiVersion": applied["apiVersion"], "kind": applied["kind"],
-                       "metadata": applied["metadata"], "status": applied.get("status")}
+            applied = {
+                "apiVersion": applied["apiVersion"],
+                "kind": applied["kind"],
+                "metadata": applied["metadata"],
+                "status": applied.get("status"),
+            }
         elif "status" in resource.subresources:
             applied.pop("status", None)
         api_version = resource.api_version(opts.version)
@@ -253,8 +347,9 @@ class Objects:
         rv = applied["metadata"].get("resourceVersion")
         if rv and rv != old["metadata"]["resourceVersion"]:
             raise conflict(resource.group, resource.plural, name, STALE)
-        merged = fields.apply(live, applied, opts.manager, opts.force, subresource, api_version,
-                              now())
+        merged = fields.apply(
+            live, applied, opts.manager, opts.force, subresource, api_version, now()
+        )
         merged["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"]
         return self.update(resource, old, merged, subresource, opts, track=False)
 
@@ -262,11 +357,20 @@ class Objects:
     def _check_name(obj: JSON, name: str) -> None:
         actual = obj["metadata"].get("name")
         if actual != name:
-            raise APIError(400, f"the name of the object ({actual}) does not match the name on "
-                           f"the URL ({name})")
+            raise APIError(
+                400,
+                f"the name of the object ({actual}) does not match the name on the URL ({name})",
+            )
 
-    def update(self, resource: Resource, old: JSON, new: JSON, subresource: str,
-               opts: WriteOptions, track: bool = True) -> JSON:
+    def update(
+        self,
+        resource: Resource,
+        old: JSON,
+        new: JSON,
+        subresource: str,
+        opts: WriteOptions,
+        track: bool = True,
+    ) -> JSON:
         """Write a new state of an existing object (PUT, PATCH, apply and internal writers)."""
         name = old["metadata"]["name"]
         rv = new["metadata"].get("resourceVersion")
@@ -297,13 +401,15 @@ class Objects:
             new = self._admit_custom(resource, new, old, opts)
         self._validate(resource, new, old, opts)
         if tracks_generation(resource) and _spec_content(resource, new) != _spec_content(
-                resource, old):
+            resource, old
+        ):
             new["metadata"]["generation"] = old["metadata"].get("generation", 0) + 1
         if resource.key == CRD_KEY and not meta.get("deletionTimestamp"):
             crds.establish(new)
         if track:
-            fields.record_update(old, new, opts.manager, subresource,
-                                 resource.api_version(opts.version), now())
+            fields.record_update(
+                old, new, opts.manager, subresource, resource.api_version(opts.version), now()
+            )
         if _same(old, new):
             return old
         if opts.dry_run:
@@ -318,20 +424,29 @@ class Objects:
 
     # -- delete -----------------------------------------------------------------------
 
-    def delete(self, resource: Resource, namespace: str, name: str,
-               options: DeleteOptions) -> tuple[JSON, bool]:
+    def delete(
+        self, resource: Resource, namespace: str, name: str, options: DeleteOptions
+    ) -> tuple[JSON, bool]:
         """Delete or mark for deletion; returns (object, deleted now)."""
         obj = self.get(resource, namespace, name)
         meta = obj["metadata"]
         if options.uid and options.uid != meta["uid"]:
-            raise conflict(resource.group, resource.plural, name,
-                           f"Precondition failed: UID in precondition: {options.uid}, UID in "
-                           f"object meta: {meta['uid']}")
+            raise conflict(
+                resource.group,
+                resource.plural,
+                name,
+                f"Precondition failed: UID in precondition: {options.uid}, UID in "
+                f"object meta: {meta['uid']}",
+            )
         if options.resource_version and options.resource_version != meta["resourceVersion"]:
-            raise conflict(resource.group, resource.plural, name,
-                           "Precondition failed: ResourceVersion in precondition: "
-                           f"{options.resource_version}, ResourceVersion in object meta: "
-                           f"{meta['resourceVersion']}")
+            raise conflict(
+                resource.group,
+                resource.plural,
+                name,
+                "Precondition failed: ResourceVersion in precondition: "
+                f"{options.resource_version}, ResourceVersion in object meta: "
+                f"{meta['resourceVersion']}",
+            )
         finalizers = list(meta.get("finalizers") or [])
         extra = {"Foreground": gc.FOREGROUND, "Orphan": gc.ORPHAN}.get(options.propagation)
         if extra and extra not in finalizers and not meta.get("deletionTimestamp"):
@@ -376,8 +491,9 @@ class Objects:
         old = self.store.get(resource.key, *ident(obj))
         if old is None:
             return
-        opts = WriteOptions(manager=manager, version=resource.storage_version,
-                            field_validation="Ignore")
+        opts = WriteOptions(
+            manager=manager, version=resource.storage_version, field_validation="Ignore"
+        )
         self.update(resource, old, obj, "", opts)
 
     def schedule(self, callback: Any) -> None:
@@ -390,7 +506,11 @@ def _go_strings(values: list[str]) -> str:
 
 def _same(old: JSON, new: JSON) -> bool:
     def strip(obj: JSON) -> JSON:
-        meta = {k: v for k, v in obj["metadata"].items()
-                if k not in ("managedFields", "resourceVersion")}
+        meta = {
+            k: v
+            for k, v in obj["metadata"].items()
+            if k not in ("managedFields", "resourceVersion")
+        }
         return {**obj, "metadata": meta}
+
     return strip(old) == strip(new)

@@ -105,8 +105,12 @@ def json_patch(target: JSON, operations: Any) -> JSON:
             result = jsonpatch.JsonPatch([op]).apply(result)
         except jsonpatch.JsonPatchTestFailed as exc:
             raise _unprocessable(f"testing value {op['path']} failed: test failed") from exc
-        except (jsonpatch.JsonPatchConflict, jsonpatch.JsonPointerException, KeyError,
-                IndexError) as exc:
+        except (
+            jsonpatch.JsonPatchConflict,
+            jsonpatch.JsonPointerException,
+            KeyError,
+            IndexError,
+        ) as exc:
             raise _unprocessable(str(exc)) from exc
     return result
 

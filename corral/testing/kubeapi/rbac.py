@@ -75,7 +75,7 @@ class Authenticator:
     def authenticate(self, header: str | None) -> User | None:
         if not header or not header.startswith("Bearer "):
             return None
-        return self.user_for_token(header[len("Bearer "):].strip())
+        return self.user_for_token(header[len("Bearer ") :].strip())
 
 
 def unauthorized() -> APIError:
@@ -101,8 +101,11 @@ def rule_allows(rule: JSON, attrs: Attributes) -> bool:
         return False
     if not attrs.resource_request:
         for url in rule.get("nonResourceURLs") or []:
-            if url == "*" or url == attrs.path or (
-                    url.endswith("*") and attrs.path.startswith(url[:-1])):
+            if (
+                url == "*"
+                or url == attrs.path
+                or (url.endswith("*") and attrs.path.startswith(url[:-1]))
+            ):
                 return True
         return False
     if not _matches(rule.get("apiGroups") or [], attrs.group):
@@ -138,9 +141,11 @@ def authorize(store: Store, attrs: Attributes) -> tuple[bool, str]:
             role_name = binding.get("roleRef", {}).get("name", "")
             role = store.get((RBAC, "clusterroles"), "", role_name)
             if role and any(rule_allows(r, attrs) for r in role.get("rules") or []):
-                return True, (f"RBAC: allowed by ClusterRoleBinding "
-                              f"{json.dumps(binding['metadata']['name'])} of ClusterRole "
-                              f"{json.dumps(role_name)} to {who}")
+                return True, (
+                    f"RBAC: allowed by ClusterRoleBinding "
+                    f"{json.dumps(binding['metadata']['name'])} of ClusterRole "
+                    f"{json.dumps(role_name)} to {who}"
+                )
     if not attrs.namespace:
         return False, ""
     for binding in store.items((RBAC, "rolebindings"), attrs.namespace):
@@ -154,9 +159,11 @@ def authorize(store: Store, attrs: Attributes) -> tuple[bool, str]:
             else:
                 role = store.get((RBAC, "roles"), attrs.namespace, ref.get("name", ""))
             if role and any(rule_allows(r, attrs) for r in role.get("rules") or []):
-                return True, (f"RBAC: allowed by RoleBinding "
-                              f"\"{binding['metadata']['name']}/{attrs.namespace}\" of "
-                              f"{ref.get('kind')} {json.dumps(ref.get('name'))} to {who}")
+                return True, (
+                    f"RBAC: allowed by RoleBinding "
+                    f'"{binding["metadata"]["name"]}/{attrs.namespace}" of '
+                    f"{ref.get('kind')} {json.dumps(ref.get('name'))} to {who}"
+                )
     return False, ""
 
 
@@ -167,16 +174,24 @@ def forbidden(attrs: Attributes, reason: str = "") -> APIError:
         text = f"User {user} cannot {attrs.verb} path {json.dumps(attrs.path)}"
         return APIError(403, f"forbidden: {text}", details={})
     resource = f"{attrs.resource}/{attrs.subresource}" if attrs.subresource else attrs.resource
-    where = (f"in the namespace {json.dumps(attrs.namespace)}" if attrs.namespace
-             else "at the cluster scope")
-    text = (f"User {user} cannot {attrs.verb} resource {json.dumps(resource)} in API group "
-            f"{json.dumps(attrs.group)} {where}")
+    where = (
+        f"in the namespace {json.dumps(attrs.namespace)}"
+        if attrs.namespace
+        else "at the cluster scope"
+    )
+    text = (
+        f"User {user} cannot {attrs.verb} resource {json.dumps(resource)} in API group "
+        f"{json.dumps(attrs.group)} {where}"
+    )
     if reason:
         text = f"{text}: {reason}"
     qualified = f"{attrs.resource}.{attrs.group}" if attrs.group else attrs.resource
     prefix = f"{qualified} {json.dumps(attrs.name)}" if attrs.name else qualified
-    return APIError(403, f"{prefix} is forbidden: {text}",
-                    details={"name": attrs.name, "group": attrs.group, "kind": attrs.resource})
+    return APIError(
+        403,
+        f"{prefix} is forbidden: {text}",
+        details={"name": attrs.name, "group": attrs.group, "kind": attrs.resource},
+    )
 
 
 def review_attributes(spec: JSON, user: User) -> Attributes:
@@ -185,10 +200,17 @@ def review_attributes(spec: JSON, user: User) -> Attributes:
         nra = spec["nonResourceAttributes"]
         return Attributes(user, nra.get("verb", ""), False, path=nra.get("path", ""))
     ra = spec.get("resourceAttributes") or {}
-    return Attributes(user, ra.get("verb", ""), True, group=ra.get("group", ""),
-                      version=ra.get("version", ""), resource=ra.get("resource", ""),
-                      subresource=ra.get("subresource", ""), namespace=ra.get("namespace", ""),
-                      name=ra.get("name", ""))
+    return Attributes(
+        user,
+        ra.get("verb", ""),
+        True,
+        group=ra.get("group", ""),
+        version=ra.get("version", ""),
+        resource=ra.get("resource", ""),
+        subresource=ra.get("subresource", ""),
+        namespace=ra.get("namespace", ""),
+        name=ra.get("name", ""),
+    )
 
 
 def review_status(store: Store, attrs: Attributes) -> JSON:
@@ -200,36 +222,80 @@ def review_status(store: Store, attrs: Attributes) -> JSON:
 
 
 def _role(name: str, rules: list[JSON]) -> JSON:
-    return {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRole",
-            "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
-                         "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
-            "rules": rules}
+    return {
+        "apiVersion": f"{RBAC}/v1",
+        "kind": "ClusterRole",
+        "metadata": {
+            "name": name,
+            "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+            "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+        },
+        "rules": rules,
+    }
 
 
 def _binding(name: str, group: str) -> JSON:
-    return {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
-                         "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"}},
-            "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": name},
-            "subjects": [{"apiGroup": RBAC, "kind": "Group", "name": group}]}
+    return {
+        "apiVersion": f"{RBAC}/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {
+            "name": name,
+            "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"},
+            "annotations": {"rbac.authorization.kubernetes.io/autoupdate": "true"},
+        },
+        "roleRef": {"apiGroup": RBAC, "kind": "ClusterRole", "name": name},
+        "subjects": [{"apiGroup": RBAC, "kind": "Group", "name": group}],
+    }
 
 
 def bootstrap_objects() -> list[tuple[str, JSON]]:
     """(plural, object) of the bootstrap RBAC policy a fresh cluster has."""
-    discovery = ["/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi",
-                 "/openapi/*", "/readyz", "/version", "/version/"]
+    discovery = [
+        "/api",
+        "/api/*",
+        "/apis",
+        "/apis/*",
+        "/healthz",
+        "/livez",
+        "/openapi",
+        "/openapi/*",
+        "/readyz",
+        "/version",
+        "/version/",
+    ]
     return [
-        ("clusterroles", _role("cluster-admin", [
-            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
-            {"nonResourceURLs": ["*"], "verbs": ["*"]}])),
-        ("clusterroles", _role("system:discovery", [
-            {"nonResourceURLs": discovery, "verbs": ["get"]}])),
-        ("clusterroles", _role("system:basic-user", [
-            {"apiGroups": ["authorization.k8s.io"],
-             "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
-             "verbs": ["create"]},
-            {"apiGroups": ["authentication.k8s.io"], "resources": ["selfsubjectreviews"],
-             "verbs": ["create"]}])),
+        (
+            "clusterroles",
+            _role(
+                "cluster-admin",
+                [
+                    {"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]},
+                    {"nonResourceURLs": ["*"], "verbs": ["*"]},
+                ],
+            ),
+        ),
+        (
+            "clusterroles",
+            _role("system:discovery", [{"nonResourceURLs": discovery, "verbs": ["get"]}]),
+        ),
+        (
+            "clusterroles",
+            _role(
+                "system:basic-user",
+                [
+                    {
+                        "apiGroups": ["authorization.k8s.io"],
+                        "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"],
+                        "verbs": ["create"],
+                    },
+                    {
+                        "apiGroups": ["authentication.k8s.io"],
+                        "resources": ["selfsubjectreviews"],
+                        "verbs": ["create"],
+                    },
+                ],
+            ),
+        ),
         ("clusterrolebindings", _binding("cluster-admin", MASTERS)),
         ("clusterrolebindings", _binding("system:discovery", AUTHENTICATED)),
         ("clusterrolebindings", _binding("system:basic-user", AUTHENTICATED)),

@@ -78,37 +78,86 @@ _EVENT_FIELDS = (
 )
 
 BUILTINS: tuple[Resource, ...] = (
-    _core("namespaces", "Namespace", False, short_names=("ns",),
-          subresources=frozenset({"status"}), field_labels=("status.phase",)),
+    _core(
+        "namespaces",
+        "Namespace",
+        False,
+        short_names=("ns",),
+        subresources=frozenset({"status"}),
+        field_labels=("status.phase",),
+    ),
     _core("configmaps", "ConfigMap", short_names=("cm",)),
     _core("secrets", "Secret", field_labels=("type",)),
     _core("serviceaccounts", "ServiceAccount", short_names=("sa",)),
     _core("events", "Event", short_names=("ev",), field_labels=_EVENT_FIELDS),
-    _core("pods", "Pod", short_names=("po",), categories=("all",),
-          subresources=frozenset({"status"}), field_labels=("spec.nodeName", "status.phase")),
-    _core("services", "Service", short_names=("svc",), categories=("all",),
-          subresources=frozenset({"status"})),
+    _core(
+        "pods",
+        "Pod",
+        short_names=("po",),
+        categories=("all",),
+        subresources=frozenset({"status"}),
+        field_labels=("spec.nodeName", "status.phase"),
+    ),
+    _core(
+        "services",
+        "Service",
+        short_names=("svc",),
+        categories=("all",),
+        subresources=frozenset({"status"}),
+    ),
     _core("nodes", "Node", False, short_names=("no",), subresources=frozenset({"status"})),
-    _grp("apps", "deployments", "Deployment", short_names=("deploy",), categories=("all",),
-         subresources=frozenset({"status"})),
-    _grp("apps", "daemonsets", "DaemonSet", short_names=("ds",), categories=("all",),
-         subresources=frozenset({"status"})),
+    _grp(
+        "apps",
+        "deployments",
+        "Deployment",
+        short_names=("deploy",),
+        categories=("all",),
+        subresources=frozenset({"status"}),
+    ),
+    _grp(
+        "apps",
+        "daemonsets",
+        "DaemonSet",
+        short_names=("ds",),
+        categories=("all",),
+        subresources=frozenset({"status"}),
+    ),
     _grp("coordination.k8s.io", "leases", "Lease"),
     _grp("events.k8s.io", "events", "Event", short_names=("ev",)),
-    _grp(CRD_GROUP, "customresourcedefinitions", "CustomResourceDefinition", False,
-         short_names=("crd", "crds"), categories=("api-extensions",),
-         subresources=frozenset({"status"})),
+    _grp(
+        CRD_GROUP,
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        False,
+        short_names=("crd", "crds"),
+        categories=("api-extensions",),
+        subresources=frozenset({"status"}),
+    ),
     _grp(_RBAC, "roles", "Role"),
     _grp(_RBAC, "rolebindings", "RoleBinding"),
     _grp(_RBAC, "clusterroles", "ClusterRole", False),
     _grp(_RBAC, "clusterrolebindings", "ClusterRoleBinding", False),
     _grp("authentication.k8s.io", "tokenreviews", "TokenReview", False, verbs=_CREATE_ONLY),
-    _grp("authorization.k8s.io", "subjectaccessreviews", "SubjectAccessReview", False,
-         verbs=_CREATE_ONLY),
-    _grp("authorization.k8s.io", "selfsubjectaccessreviews", "SelfSubjectAccessReview", False,
-         verbs=_CREATE_ONLY),
-    _grp("authorization.k8s.io", "localsubjectaccessreviews", "LocalSubjectAccessReview",
-         verbs=_CREATE_ONLY),
+    _grp(
+        "authorization.k8s.io",
+        "subjectaccessreviews",
+        "SubjectAccessReview",
+        False,
+        verbs=_CREATE_ONLY,
+    ),
+    _grp(
+        "authorization.k8s.io",
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        False,
+        verbs=_CREATE_ONLY,
+    ),
+    _grp(
+        "authorization.k8s.io",
+        "localsubjectaccessreviews",
+        "LocalSubjectAccessReview",
+        verbs=_CREATE_ONLY,
+    ),
 )
 
 
@@ -118,8 +167,11 @@ def from_crd(crd: JSON) -> Resource:
     names = spec["names"]
     served = [v for v in spec.get("versions", []) if v.get("served", True)]
     served.sort(key=lambda v: not v.get("storage", False))
-    subresources = {"status"} if any((v.get("subresources") or {}).get("status") is not None
-                                     for v in served) else set()
+    subresources = (
+        {"status"}
+        if any((v.get("subresources") or {}).get("status") is not None for v in served)
+        else set()
+    )
     return Resource(
         group=spec["group"],
         plural=names["plural"],

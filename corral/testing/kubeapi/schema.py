@@ -22,11 +22,25 @@ from .errors import FieldError
 JSON = dict[str, Any]
 
 # ObjectMeta fields a custom resource keeps; everything else under metadata is pruned.
-META_FIELDS = frozenset({
-    "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
-    "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels",
-    "annotations", "ownerReferences", "finalizers", "managedFields",
-})
+META_FIELDS = frozenset(
+    {
+        "name",
+        "generateName",
+        "namespace",
+        "selfLink",
+        "uid",
+        "resourceVersion",
+        "generation",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "labels",
+        "annotations",
+        "ownerReferences",
+        "finalizers",
+        "managedFields",
+    }
+)
 
 
 def _join(path: str, key: str) -> str:
@@ -115,8 +129,9 @@ def prune(value: Any, schema: JSON, path: str, unknown: list[str], root: bool = 
             out[key] = prune(item, sub, _join(path, key), unknown)
         return out
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [prune(item, schema["items"], f"{path}[{i}]", unknown)
-                for i, item in enumerate(value)]
+        return [
+            prune(item, schema["items"], f"{path}[{i}]", unknown) for i, item in enumerate(value)
+        ]
     return value
 
 
@@ -155,8 +170,11 @@ def _bound_error(value: float, schema: JSON, path: str, key: str) -> FieldError 
 
 
 def _bounds(value: float, schema: JSON, path: str) -> list[FieldError]:
-    errors = [e for key in ("minimum", "maximum")
-              if (e := _bound_error(value, schema, path, key)) is not None]
+    errors = [
+        e
+        for key in ("minimum", "maximum")
+        if (e := _bound_error(value, schema, path, key)) is not None
+    ]
     if "multipleOf" in schema and value % schema["multipleOf"]:
         detail = f"{path} in body should be a multiple of {json.dumps(schema['multipleOf'])}"
         errors.append(FieldError("Invalid", path, value, detail))
@@ -237,8 +255,9 @@ def validate(value: Any, schema: JSON, path: str = "") -> list[FieldError]:
         return [FieldError("TypeInvalid", path, kind, detail)]
     errors: list[FieldError] = []
     if "enum" in schema and value not in schema["enum"]:
-        allowed = ", ".join(json.dumps(v if isinstance(v, str) else json.dumps(v))
-                            for v in schema["enum"])
+        allowed = ", ".join(
+            json.dumps(v if isinstance(v, str) else json.dumps(v)) for v in schema["enum"]
+        )
         errors.append(FieldError("NotSupported", path, value, f"supported values: {allowed}"))
     if isinstance(value, bool) or value is None:
         return errors
@@ -266,8 +285,9 @@ def _map_key(item: Any, keys: list[str]) -> tuple[Any, ...]:
     return tuple((item or {}).get(k) for k in keys) if isinstance(item, dict) else (item,)
 
 
-def rule_sites(value: Any, old: Any, has_old: bool, schema: JSON,
-               path: str = "") -> Iterator[RuleSite]:
+def rule_sites(
+    value: Any, old: Any, has_old: bool, schema: JSON, path: str = ""
+) -> Iterator[RuleSite]:
     """Every node with CEL rules; `old` is correlated through objects and map/set lists."""
     if schema.get("x-kubernetes-validations"):
         yield RuleSite(path, schema, value, old, has_old)
@@ -278,8 +298,7 @@ def rule_sites(value: Any, old: Any, has_old: bool, schema: JSON,
                 continue
             sub = _child(schema, key)
             if sub is not None:
-                yield from rule_sites(item, old_map.get(key), key in old_map, sub,
-                                      _join(path, key))
+                yield from rule_sites(item, old_map.get(key), key in old_map, sub, _join(path, key))
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         list_type = schema.get("x-kubernetes-list-type")
         keys = list(schema.get("x-kubernetes-list-map-keys") or [])
@@ -288,5 +307,4 @@ def rule_sites(value: Any, old: Any, has_old: bool, schema: JSON,
             olds = {_map_key(o, keys): o for o in old}
         for i, item in enumerate(value):
             key = _map_key(item, keys)
-            yield from rule_sites(item, olds.get(key), key in olds, schema["items"],
-                                  f"{path}[{i}]")
+            yield from rule_sites(item, olds.get(key), key in olds, schema["items"], f"{path}[{i}]")

@@ -16,7 +16,8 @@ from .errors import APIError, bad_request
 
 JSON = dict[str, Any]
 _LABEL_KEY = re.compile(
-    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+    r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+)
 _LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 _SET_OP = re.compile(r"^\s*(\S+?)\s+(in|notin)\s*\((.*)\)\s*$")
 
@@ -63,7 +64,7 @@ def _check(key: str, values: list[str], text: str) -> None:
         if len(value) > 63 or not _LABEL_VALUE.match(value):
             raise bad_request(
                 f"unable to parse requirement: values[0][{key}]: Invalid value: "
-                f"\"{value}\": a valid label must be an empty string or consist of alphanumeric "
+                f'"{value}": a valid label must be an empty string or consist of alphanumeric '
                 "characters, '-', '_' or '.', and must start and end with an alphanumeric "
                 "character"
             )
@@ -90,8 +91,10 @@ def parse_labels(text: str | None) -> list[Requirement]:
                 _check(part[1:].strip(), [], part)
                 requirements.append(Requirement(part[1:].strip(), "!"))
             elif " " in part:
-                raise bad_request(f"unable to parse requirement: found '{part}', expected: "
-                                  "'=', '!=', '==', 'in', notin'")
+                raise bad_request(
+                    f"unable to parse requirement: found '{part}', expected: "
+                    "'=', '!=', '==', 'in', notin'"
+                )
             else:
                 _check(part, [], part)
                 requirements.append(Requirement(part, "exists"))
@@ -121,7 +124,7 @@ def parse_fields(text: str | None, supported: tuple[str, ...]) -> list[tuple[str
         else:
             raise bad_request(f"invalid selector: '{text}'; can't understand '{part}'")
         if name not in allowed:
-            raise APIError(400, f'field label not supported: {name}')
+            raise APIError(400, f"field label not supported: {name}")
         terms.append((name, "!=" if token == "!=" else "=", value))
     return terms
 
@@ -129,8 +132,9 @@ def parse_fields(text: str | None, supported: tuple[str, ...]) -> list[tuple[str
 Matcher = Callable[[JSON], bool]
 
 
-def matcher(label_selector: str | None, field_selector: str | None,
-            supported_fields: tuple[str, ...] = ()) -> Matcher:
+def matcher(
+    label_selector: str | None, field_selector: str | None, supported_fields: tuple[str, ...] = ()
+) -> Matcher:
     """One predicate for both selectors; raises 400 when either does not parse."""
     labels = parse_labels(label_selector)
     fields = parse_fields(field_selector, supported_fields)
@@ -146,4 +150,3 @@ def matcher(label_selector: str | None, field_selector: str | None,
         return True
 
     return match
-

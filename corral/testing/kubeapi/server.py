@@ -50,11 +50,13 @@ class KubeAPIServer:
             raise RuntimeError(f"cannot start a server that is {self._state}")
         self._state = "starting"
         app, self._cluster = build(self.settings, self.log)
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5,
-                                     handle_signals=False)
+        self._runner = web.AppRunner(
+            app, access_log=None, shutdown_timeout=0.5, handle_signals=False
+        )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0,
-                           ssl_context=tls.certificate().server_context())
+        site = web.TCPSite(
+            self._runner, "127.0.0.1", 0, ssl_context=tls.certificate().server_context()
+        )
         await site.start()
         server = site._server
         assert isinstance(server, asyncio.base_events.Server)
@@ -121,23 +123,42 @@ class KubeAPIServer:
         self.start_in_thread()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop_thread()
 
 
-def write_kubeconfig(path: Path, url: str, token: str = ADMIN_TOKEN,
-                     namespace: str = "default") -> Path:
+def write_kubeconfig(
+    path: Path, url: str, token: str = ADMIN_TOKEN, namespace: str = "default"
+) -> Path:
     """A kubeconfig with one context pointing at `url` with a bearer token."""
     config = {
         "apiVersion": "v1",
         "kind": "Config",
-        "clusters": [{"name": "corral-test", "cluster": {
-            "server": url,
-            "certificate-authority-data": base64.b64encode(tls.certificate().pem).decode()}}],
+        "clusters": [
+            {
+                "name": "corral-test",
+                "cluster": {
+                    "server": url,
+                    "certificate-authority-data": base64.b64encode(tls.certificate().pem).decode(),
+                },
+            }
+        ],
         "users": [{"name": "corral-test", "user": {"token": token}}],
-        "contexts": [{"name": "corral-test", "context": {
-            "cluster": "corral-test", "user": "corral-test", "namespace": namespace}}],
+        "contexts": [
+            {
+                "name": "corral-test",
+                "context": {
+                    "cluster": "corral-test",
+                    "user": "corral-test",
+                    "namespace": namespace,
+                },
+            }
+        ],
         "current-context": "corral-test",
         "preferences": {},
     }

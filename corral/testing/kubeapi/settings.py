@@ -84,11 +84,20 @@ class RequestLog:
                 counts[f"{r.resource}/{r.subresource}" if r.subresource else r.resource] += 1
         return counts
 
-    def count(self, *, verb: str | None = None, resource: str | None = None,
-              subresource: str | None = None, name: str | None = None) -> int:
+    def count(
+        self,
+        *,
+        verb: str | None = None,
+        resource: str | None = None,
+        subresource: str | None = None,
+        name: str | None = None,
+    ) -> int:
         """Requests matching every filter given."""
-        return sum(1 for r in self.records
-                   if (verb is None or r.verb == verb)
-                   and (resource is None or r.resource == resource)
-                   and (subresource is None or r.subresource == subresource)
-                   and (name is None or r.name == name))
+        return sum(
+            1
+            for r in self.records
+            if (verb is None or r.verb == verb)
+            and (resource is None or r.resource == resource)
+            and (subresource is None or r.subresource == subresource)
+            and (name is None or r.name == name)
+        )

@@ -17,11 +17,20 @@ from typing import Any
 from .resources import Resource
 
 JSON = dict[str, Any]
-_AGE = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp",
-        "description": "CreationTimestamp is a timestamp representing the server time when this "
-                       "object was created."}
-_NAME = {"name": "Name", "type": "string", "format": "name", "priority": 0,
-         "description": "Name must be unique within a namespace."}
+_AGE = {
+    "name": "Age",
+    "type": "date",
+    "jsonPath": ".metadata.creationTimestamp",
+    "description": "CreationTimestamp is a timestamp representing the server time when this "
+    "object was created.",
+}
+_NAME = {
+    "name": "Name",
+    "type": "string",
+    "format": "name",
+    "priority": 0,
+    "description": "Name must be unique within a namespace.",
+}
 _SEGMENT = re.compile(r"([^.\[]+)|\[(\d+)\]|\[\?\(@\.([\w.]+)\s*==\s*[\"']([^\"']*)[\"']\)\]")
 
 
@@ -71,8 +80,9 @@ def json_path(obj: Any, path: str) -> Any:
             current = items[int(index)] if int(index) < len(items) else None
         else:
             items = current if isinstance(current, list) else []
-            current = next((i for i in items if isinstance(i, dict)
-                            and str(json_path(i, key)) == value), None)
+            current = next(
+                (i for i in items if isinstance(i, dict) and str(json_path(i, key)) == value), None
+            )
         if current is None:
             return None
     return current
@@ -103,24 +113,40 @@ def _row_object(obj: JSON, include: str) -> JSON | None:
         return None
     if include == "Object":
         return obj
-    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
-            "metadata": obj.get("metadata", {})}
+    return {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": obj.get("metadata", {}),
+    }
 
 
-def table(resource: Resource, version: str, objs: list[JSON], list_meta: JSON,
-          include: str = "Metadata") -> JSON:
+def table(
+    resource: Resource, version: str, objs: list[JSON], list_meta: JSON, include: str = "Metadata"
+) -> JSON:
     columns = _columns(resource, version)
     definitions = [_NAME] + [
-        {"name": c["name"], "type": c.get("type", "string"), "format": c.get("format", ""),
-         "description": c.get("description", ""), "priority": c.get("priority", 0)}
-        for c in columns]
+        {
+            "name": c["name"],
+            "type": c.get("type", "string"),
+            "format": c.get("format", ""),
+            "description": c.get("description", ""),
+            "priority": c.get("priority", 0),
+        }
+        for c in columns
+    ]
     rows = []
     for obj in objs:
         cells = [obj["metadata"]["name"]] + [
-            _cell(json_path(obj, c["jsonPath"]), c.get("type", "string")) for c in columns]
+            _cell(json_path(obj, c["jsonPath"]), c.get("type", "string")) for c in columns
+        ]
         row: JSON = {"cells": cells}
         if (row_object := _row_object(obj, include)) is not None:
             row["object"] = row_object
         rows.append(row)
-    return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": list_meta,
-            "columnDefinitions": definitions, "rows": rows}
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": list_meta,
+        "columnDefinitions": definitions,
+        "rows": rows,
+    }

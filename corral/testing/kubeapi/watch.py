@@ -51,8 +51,9 @@ def _bookmark(req: WatchRequest, rv: int, initial_end: bool = False) -> JSON:
     return {"kind": req.kind, "apiVersion": req.api_version, "metadata": meta}
 
 
-async def serve(request: web.Request, store: Store, req: WatchRequest,
-                view: Callable[[JSON], JSON]) -> web.StreamResponse:
+async def serve(
+    request: web.Request, store: Store, req: WatchRequest, view: Callable[[JSON], JSON]
+) -> web.StreamResponse:
     response = web.StreamResponse(status=200, headers={"Content-Type": "application/json"})
     response.enable_chunked_encoding()
     await response.prepare(request)
@@ -79,8 +80,14 @@ async def serve(request: web.Request, store: Store, req: WatchRequest,
     return response
 
 
-async def _stream(request: web.Request, response: web.StreamResponse, store: Store,
-                  watch: Watch, req: WatchRequest, view: Callable[[JSON], JSON]) -> None:
+async def _stream(
+    request: web.Request,
+    response: web.StreamResponse,
+    store: Store,
+    watch: Watch,
+    req: WatchRequest,
+    view: Callable[[JSON], JSON],
+) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + req.timeout if req.timeout else None
     next_bookmark = loop.time() + req.bookmark_interval
