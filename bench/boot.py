@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +28,10 @@ async def raw_boot_to_init(assets: Assets, choice: accel.AccelChoice) -> float:
     """QEMU start → the agent's first console line, with no Corral around it."""
     scratch = Path(tempfile.mkdtemp(prefix="corral-raw", dir="/tmp"))
     try:
-        channel = GuestChannel(scratch / "channel.sock")
+        listening = socket.socket(socket.AF_UNIX)
+        listening.bind(str(scratch / "channel.sock"))
+        listening.listen(1)
+        channel = GuestChannel(listening)
         await channel.listen()
         spec = VmSpec(
             accel=choice.accel,
@@ -41,14 +45,14 @@ async def raw_boot_to_init(assets: Assets, choice: accel.AccelChoice) -> float:
         )
         qemu = QemuProcess(spec)
         started = time.perf_counter()
-        await qemu.start()
+        qemu.start()
         while INIT_MARKER not in _read(spec.console_log):
             if time.perf_counter() - started > 30:
                 raise RuntimeError("raw boot did not reach init in 30 s")
             await asyncio.sleep(0.001)
         elapsed = time.perf_counter() - started
         qemu.kill()
-        await qemu.wait()
+        qemu.reap()
         await channel.close()
         return elapsed
     finally:

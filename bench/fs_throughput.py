@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -35,13 +37,13 @@ class BenchQemu(QemuProcess):
         super().__init__(spec)
         self.bench_socket = bench_socket
 
-    async def start(self) -> None:
+    def start(self) -> None:
         command = [
             *qemu_command(self.spec),
             "-chardev", f"socket,id=bench,path={self.bench_socket}",
             "-device", "virtserialport,chardev=bench,name=corral.bench",
         ]  # fmt: skip
-        self._process = await asyncio.create_subprocess_exec(*command)
+        self._process = subprocess.Popen(command)
 
 
 async def guest_exec(channel: GuestChannel, stream: int, script: str) -> None:
@@ -67,7 +69,10 @@ async def raw_throughput(home: Path) -> tuple[float, float]:
     try:
         upper = scratch / "upper.ext4"
         rootfs.upper_disk(upper, 256, home / "images")
-        channel = GuestChannel(scratch / "channel.sock")
+        listening = socket.socket(socket.AF_UNIX)
+        listening.bind(str(scratch / "channel.sock"))
+        listening.listen(1)
+        channel = GuestChannel(listening)
         await channel.listen()
         bench_connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
         bench_connected = asyncio.get_running_loop().create_future()
@@ -89,7 +94,7 @@ async def raw_throughput(home: Path) -> tuple[float, float]:
             tsc_khz=assets.tsc_khz,
         )
         qemu = BenchQemu(spec, scratch / "bench.sock")
-        await qemu.start()
+        qemu.start()
         reader, writer = await bench_connected
         await channel.handshake()
 
@@ -112,7 +117,7 @@ async def raw_throughput(home: Path) -> tuple[float, float]:
             received += len(data)
         to_host = SIZE / (time.perf_counter() - started)
         qemu.kill()
-        await qemu.wait()
+        qemu.reap()
         writer.close()
         bench_server.close()
         await channel.close()

@@ -360,7 +360,7 @@ async def _start_supervisor(
     command = [
         sys.executable,
         "-m",
-        "corral.node_agent.supervisor",
+        "corral.node_agent.launch",
         "--home",
         str(paths.home),
         "--name",

@@ -1,7 +1,7 @@
 """The guest channel: the host end of the virtio-serial port, as a unix socket.
 
-The supervisor listens before QEMU starts and QEMU's chardev connects to it, so bytes
-sent before the guest opens its port wait in the socket instead of being lost. Every
+The launch binds the socket before QEMU starts and QEMU's chardev connects to it, so
+bytes sent before the guest opens its port wait in the socket instead of being lost. Every
 frame from the guest is parsed with the bounded decoder; garbage raises ProtocolError.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -29,8 +30,9 @@ READ_CHUNK = 1 << 20
 class GuestChannel:
     """Owns the listening socket and the one connection QEMU makes to it."""
 
-    def __init__(self, socket_path: Path) -> None:
-        self.socket_path = socket_path
+    def __init__(self, listening: socket.socket) -> None:
+        self.socket_path = Path(listening.getsockname())
+        self._listening = listening
         self._server: asyncio.AbstractServer | None = None
         self._connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
         self._reader: asyncio.StreamReader | None = None
@@ -47,7 +49,7 @@ class GuestChannel:
             self._connected.set_result((reader, writer))
 
         self._server = await asyncio.start_unix_server(
-            accept, path=str(self.socket_path), limit=READ_CHUNK
+            accept, sock=self._listening, limit=READ_CHUNK
         )
 
     async def handshake(self) -> Fields:
@@ -87,5 +89,6 @@ class GuestChannel:
             self._writer.close()
         if self._server is not None:
             self._server.close()
+        self._listening.close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()

@@ -1,28 +1,23 @@
 """The supervisor: one process per sandbox that owns its VM for the VM's whole life.
 
-Started detached from whoever creates the sandbox (`python -m corral.node_agent.supervisor`),
-it builds the disks, starts QEMU, greets the guest agent, serves clients on a unix
-socket (routing their streams onto the one guest channel), and records the sandbox's
-status in the state store: `running`, then `stopped`, or `crashed` with the reason when
-QEMU dies on its own. It reports readiness (or the boot failure) as one JSON line on
-stdout, then lets go of stdout, so the creator may exit. A non-detached sandbox is
-stopped and removed when its owner process exits.
+Its first phase, node_agent/launch.py, starts QEMU; this second phase greets the guest
+agent, serves clients on a unix socket (routing their streams onto the one guest
+channel), and records the sandbox's status in the state store: `running`, then
+`stopped`, or `crashed` with the reason when QEMU dies on its own. It reports readiness
+(or the boot failure) to the creator, which may then exit: the process is detached from
+it. A non-detached sandbox is stopped and removed when its owner process exits.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import json
 import os
 import signal
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
-from corral._errors import BootError, CorralError
+from corral._errors import BootError
 from corral._exec import ExecRequest
 from corral._paths import Paths
 from corral._protocol import (
@@ -34,12 +29,11 @@ from corral._protocol import (
     decode_fields,
     encode_fields,
 )
-from corral._state import StateStore, current_process_identity
-from corral.node_agent import accel, rootfs
-from corral.node_agent.assets import Assets
+from corral._state import StateStore
+from corral.node_agent import rootfs
 from corral.node_agent.channel import GuestChannel
+from corral.node_agent.launch import Launched, fail, report
 from corral.node_agent.router import GUEST, Outgoing, Router, error_frame
-from corral.node_agent.vmm import Disk, QemuProcess, VmSpec
 
 MAIN_CLIENT = 0  # the supervisor itself, as the client of the sandbox's main process
 MAIN_STREAM = 1
@@ -49,15 +43,16 @@ READ_CHUNK = 1 << 20
 
 
 class Supervisor:
-    def __init__(self, paths: Paths, name: str, owner_pid: int) -> None:
+    def __init__(self, paths: Paths, store: StateStore, launched: Launched, owner_pid: int) -> None:
         self.paths = paths
-        self.store = StateStore(paths.state_db)
-        self.record = self.store.get(name)
-        # The record holds a SandboxConfig validated and dumped by the creator; reading it
-        # as a mapping keeps pydantic (a fifth of a second to import) off the boot path.
-        self.config: dict[str, Any] = self.record.config
-        self.name = self.record.name
-        self.dir = paths.sandbox_dir(self.record.uid)
+        self.store = store
+        self.record = launched.record
+        self.config = launched.config
+        self.name = launched.record.name
+        self.dir = launched.directory
+        self.qemu = launched.qemu
+        self.defaults = launched.defaults
+        self.channel = GuestChannel(launched.channel)
         self.owner_pid = owner_pid
         self.router = Router()
         self.clients: dict[int, asyncio.StreamWriter] = {}
@@ -65,54 +60,41 @@ class Supervisor:
         self.stopping = False
         self.stop_reason = ""
         self.hello = Fields([])
-        self.defaults = rootfs.ImageDefaults()
-        self.channel = GuestChannel(self.dir / "channel.sock")
-        self.qemu: QemuProcess | None = None
         self.api: asyncio.AbstractServer | None = None
-        self.done = asyncio.Event()
+        self.qemu_exited: asyncio.Future[int] | None = None
+
+    def watch_qemu(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.qemu_exited = loop.create_future()
+        pidfd = self.qemu.pidfd()
+
+        def exited() -> None:
+            loop.remove_reader(pidfd)
+            os.close(pidfd)
+            assert self.qemu_exited is not None
+            self.qemu_exited.set_result(self.qemu.reap())
+
+        loop.add_reader(pidfd, exited)
 
     async def boot(self) -> None:
-        pid, start = current_process_identity()
-        self.store.update(self.name, supervisor_pid=pid, supervisor_start=start)
-        assets = Assets.load(self.paths.assets, self.config["kernel"])
-        choice = accel.choose(self.config["accel"], accel.probe_host(), assets.kernel_pvm)
-        self.store.update(self.name, accel=choice.accel, accel_reason=choice.reason)
-        source = rootfs.resolve(self.config["image"], assets.default_image)
-        self.defaults = source.defaults
-        base = rootfs.base_disk(source, self.paths.images)
-        upper = self.dir / "upper.ext4"
-        rootfs.upper_disk(upper, self.config["disk_mib"], self.paths.images)
+        """Greet the guest (the launch already started QEMU) and open the client API."""
         await self.channel.listen()
-        spec = VmSpec(
-            accel=choice.accel,
-            cpus=self.config["cpus"],
-            memory_mib=self.config["memory_mib"],
-            kernel=assets.kernel,
-            initramfs=assets.initramfs,
-            channel_socket=self.channel.socket_path,
-            console_log=self.dir / "console.log",
-            disks=[Disk(base, readonly=True), Disk(upper, readonly=False)],
-            kernel_args=[
-                "corral.root=/dev/vda",
-                "corral.upper=/dev/vdb",
-                f"corral.hostname={self.name}",
-            ],
-            tsc_khz=assets.tsc_khz,
-        )
-        self.qemu = QemuProcess(spec)
-        await self.qemu.start()
-        self.store.update(self.name, qemu_pid=self.qemu.pid)
-        exited = asyncio.ensure_future(self.qemu.wait())
+        self.watch_qemu()
+        assert self.qemu_exited is not None
         greeting = asyncio.ensure_future(self.channel.handshake())
+        racing: set[asyncio.Future[Any]] = {self.qemu_exited, greeting}
         done, _ = await asyncio.wait(
-            {exited, greeting}, timeout=BOOT_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
+            racing, timeout=BOOT_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
         )
         if greeting not in done:
             greeting.cancel()
-            problem = self.qemu.describe_exit(exited.result()) if exited in done else "timed out"
+            problem = (
+                self.qemu.describe_exit(self.qemu_exited.result())
+                if self.qemu_exited.done()
+                else "timed out"
+            )
             self.qemu.kill()
             raise BootError(f"the guest did not come up: {problem}", self.console_tail())
-        exited.cancel()
         try:
             self.hello = greeting.result()
         except ProtocolError as exc:
@@ -166,14 +148,14 @@ class Supervisor:
             return ""
         return "\n".join(text.strip().splitlines()[-lines:])
 
-    async def run(self) -> None:
-        assert self.qemu is not None
+    async def serve(self) -> None:
+        assert self.qemu_exited is not None
         pump = asyncio.ensure_future(self.pump_guest())
         if self.owner_pid:
             self.watch_owner()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, lambda: self.request_stop("SIGTERM"))
-        code = await self.qemu.wait()
+        code = await self.qemu_exited
         pump.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pump
@@ -265,7 +247,6 @@ class Supervisor:
             self.stopping, self.stop_reason = True, reason
         elif not stopping and not self.stopping:
             self.stop_reason = reason
-        assert self.qemu is not None
         self.qemu.kill()
 
     def watch_owner(self) -> None:
@@ -293,46 +274,21 @@ class Supervisor:
         await self.channel.close()
 
 
-def report(message: dict[str, object]) -> None:
-    """Tell the creator how the boot went, then let go of its pipe."""
-    with contextlib.suppress(OSError):
-        sys.stdout.write(json.dumps(message) + "\n")
-        sys.stdout.flush()
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.close(devnull)
-
-
-async def main_async(paths: Paths, name: str, owner_pid: int) -> int:
-    supervisor = Supervisor(paths, name, owner_pid)
+async def supervise(paths: Paths, store: StateStore, launched: Launched, owner_pid: int) -> int:
+    supervisor = Supervisor(paths, store, launched, owner_pid)
     try:
         await supervisor.boot()
     except Exception as exc:
-        if not isinstance(exc, CorralError):
-            exc = BootError(f"{type(exc).__name__}: {exc}")
-        reason = str(exc).splitlines()[0]
-        supervisor.store.update(name, status="failed", reason=reason, finished_at=time.time())
-        if supervisor.qemu is not None:
-            supervisor.qemu.kill()
+        supervisor.qemu.kill()
         await supervisor.channel.close()
-        report({"ok": False, "kind": type(exc).__name__, "error": str(exc)})
-        return 1
+        return fail(store, supervisor.name, exc)
     report({"ok": True})
-    await supervisor.run()
+    await supervisor.serve()
     if supervisor.stop_reason == "owner process exited":
         rootfs.remove_tree(supervisor.dir)
-        supervisor.store.delete(name, supervisor.record.uid)
+        store.delete(supervisor.name, supervisor.record.uid)
     return 0
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--home", required=True, type=Path)
-    parser.add_argument("--name", required=True)
-    parser.add_argument("--owner-pid", type=int, default=0)
-    args = parser.parse_args()
-    sys.exit(asyncio.run(main_async(Paths(args.home), args.name, args.owner_pid)))
-
-
-if __name__ == "__main__":
-    main()
+def run(paths: Paths, store: StateStore, launched: Launched, owner_pid: int) -> int:
+    return asyncio.run(supervise(paths, store, launched, owner_pid))

@@ -6,11 +6,11 @@ parameters below are the ones measured to boot fastest (shared/MEASURED.md).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import ctypes
 import os
 import signal
+import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -93,36 +93,41 @@ def _die_with_parent() -> None:
 class QemuProcess:
     """Owns one QEMU process; `kill` is idempotent and 'already gone' is success.
 
-    QEMU gets SIGKILL if its supervisor dies, so no VM is left without an owner.
+    Started synchronously (no event loop needed, so it can start before the supervisor
+    has loaded); its exit is awaited through a pidfd. QEMU gets SIGKILL if its
+    supervisor dies, so no VM is left without an owner.
     """
 
     def __init__(self, spec: VmSpec) -> None:
         self.spec = spec
-        self._process: asyncio.subprocess.Process | None = None
+        self._process: subprocess.Popen[bytes] | None = None
 
-    async def start(self) -> None:
-        log = os.open(self.spec.console_log.with_suffix(".qemu.log"), os.O_WRONLY | os.O_CREAT)
-        try:
-            self._process = await asyncio.create_subprocess_exec(
-                *qemu_command(self.spec),
-                stdin=asyncio.subprocess.DEVNULL,
+    def start(self) -> None:
+        with self.spec.console_log.with_suffix(".qemu.log").open("ab") as log:
+            self._process = subprocess.Popen(
+                qemu_command(self.spec),
+                stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
                 preexec_fn=_die_with_parent,
             )
-        finally:
-            os.close(log)
 
     @property
     def pid(self) -> int:
         return self._process.pid if self._process else 0
 
-    async def wait(self) -> int:
+    def pidfd(self) -> int:
+        """A descriptor that becomes readable when QEMU exits."""
         assert self._process is not None, "QEMU was not started"
-        return await self._process.wait()
+        return os.pidfd_open(self._process.pid)
+
+    def reap(self) -> int:
+        """The exit status, once the pidfd said QEMU is gone (negative: killed by signal)."""
+        assert self._process is not None, "QEMU was not started"
+        return self._process.wait()
 
     def kill(self) -> None:
-        if self._process is None or self._process.returncode is not None:
+        if self._process is None or self._process.poll() is not None:
             return
         with contextlib.suppress(ProcessLookupError):
             self._process.send_signal(signal.SIGKILL)

@@ -1,0 +1,132 @@
+"""Launching a sandbox: the first, synchronous phase of its supervisor process.
+
+`python -m corral.node_agent.launch` is what a creator starts. With the standard library
+and the runtime's small resource modules only, it resolves the image, prepares the
+disks, binds the guest channel and starts QEMU; then it imports the asyncio supervisor,
+which loads while the guest boots. A failure before the VM is up is recorded in the
+state store and reported to the creator as one JSON line on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from corral._errors import BootError, CorralError
+from corral._paths import Paths
+from corral._state import SandboxRecord, StateStore, current_process_identity
+from corral.node_agent import accel, rootfs
+from corral.node_agent.assets import Assets
+from corral.node_agent.vmm import Disk, QemuProcess, VmSpec
+
+
+@dataclass
+class Launched:
+    """What the launch hands to the supervisor: the running VM and its channel socket."""
+
+    record: SandboxRecord
+    directory: Path
+    qemu: QemuProcess
+    channel: socket.socket
+    defaults: rootfs.ImageDefaults
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The SandboxConfig its creator validated, read as a mapping (pydantic stays
+        off the boot path)."""
+        return self.record.config
+
+
+def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
+    config = record.config
+    directory = paths.sandbox_dir(record.uid)
+    assets = Assets.load(paths.assets, config["kernel"])
+    try:
+        choice = accel.choose(config["accel"], accel.probe_host(), assets.kernel_pvm)
+    except ValueError as exc:
+        raise BootError(str(exc)) from None
+    source = rootfs.resolve(config["image"], assets.default_image)
+    base = rootfs.base_disk(source, paths.images)
+    upper = directory / "upper.ext4"
+    rootfs.upper_disk(upper, config["disk_mib"], paths.images)
+    channel_path = directory / "channel.sock"
+    channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    channel.bind(str(channel_path))
+    channel.listen(1)
+    spec = VmSpec(
+        accel=choice.accel,
+        cpus=config["cpus"],
+        memory_mib=config["memory_mib"],
+        kernel=assets.kernel,
+        initramfs=assets.initramfs,
+        channel_socket=channel_path,
+        console_log=directory / "console.log",
+        disks=[Disk(base, readonly=True), Disk(upper, readonly=False)],
+        kernel_args=[
+            "corral.root=/dev/vda",
+            "corral.upper=/dev/vdb",
+            f"corral.hostname={record.name}",
+        ],
+        tsc_khz=assets.tsc_khz,
+    )
+    qemu = QemuProcess(spec)
+    qemu.start()
+    pid, start = current_process_identity()
+    store.update(
+        record.name,
+        supervisor_pid=pid,
+        supervisor_start=start,
+        qemu_pid=qemu.pid,
+        accel=choice.accel,
+        accel_reason=choice.reason,
+    )
+    return Launched(record, directory, qemu, channel, source.defaults)
+
+
+def report(message: dict[str, object]) -> None:
+    """Tell the creator how the boot went, then let go of its pipe."""
+    with contextlib.suppress(OSError):
+        sys.stdout.write(json.dumps(message) + "\n")
+        sys.stdout.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+
+
+def fail(store: StateStore, name: str, error: Exception) -> int:
+    if not isinstance(error, CorralError):
+        error = BootError(f"{type(error).__name__}: {error}")
+    reason = str(error).splitlines()[0]
+    store.update(name, status="failed", reason=reason, finished_at=time.time())
+    report({"ok": False, "kind": type(error).__name__, "error": str(error)})
+    return 1
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--home", required=True, type=Path)
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--owner-pid", type=int, default=0)
+    args = parser.parse_args()
+    paths = Paths(args.home)
+    store = StateStore(paths.state_db)
+    record = store.get(args.name)
+    try:
+        launched = launch(paths, store, record)
+    except Exception as exc:
+        sys.exit(fail(store, args.name, exc))
+    from corral.node_agent import supervisor
+
+    sys.exit(supervisor.run(paths, store, launched, args.owner_pid))
+
+
+if __name__ == "__main__":
+    main()
