@@ -59,6 +59,7 @@ class Supervisor:
         self.next_client = MAIN_CLIENT + 1
         self.stopping = False
         self.stop_reason = ""
+        self.crash_reason = ""
         self.hello = Fields([])
         self.api: asyncio.AbstractServer | None = None
         self.qemu_exited: asyncio.Future[int] | None = None
@@ -162,7 +163,7 @@ class Supervisor:
         if self.stopping:
             status, reason = "stopped", self.stop_reason
         else:
-            status, reason = "crashed", self.qemu.describe_exit(code)
+            status, reason = "crashed", self.crash_reason or self.qemu.describe_exit(code)
             tail = self.console_tail(3)
             if tail:
                 reason += " | console: " + tail.replace("\n", " | ")
@@ -175,7 +176,7 @@ class Supervisor:
             async for frame in self.channel.frames():
                 self.deliver(self.router.from_guest(frame))
         except ProtocolError as exc:
-            self.request_kill(f"guest broke the protocol: {exc}")
+            self.condemn(f"guest broke the protocol: {exc}")
 
     def deliver(self, outgoing: list[Outgoing]) -> None:
         for target, frame in outgoing:
@@ -230,7 +231,7 @@ class Supervisor:
         elif frame.type is FrameType.SHUTDOWN:
             self.request_stop("stopped by request")
         elif frame.type is FrameType.KILL:
-            self.request_kill("killed by request", stopping=True)
+            self.request_kill("killed by request")
         else:
             raise ProtocolError(f"a client may not send {frame.type.name} on stream 0")
 
@@ -240,13 +241,18 @@ class Supervisor:
         self.stopping, self.stop_reason = True, reason
         self.store.update(self.name, status="stopping")
         self.channel.send(Frame(FrameType.SHUTDOWN, 0))
-        asyncio.get_running_loop().call_later(STOP_TIMEOUT, self.request_kill, reason, True)
+        asyncio.get_running_loop().call_later(STOP_TIMEOUT, self.request_kill, reason)
 
-    def request_kill(self, reason: str, stopping: bool = False) -> None:
-        if stopping and not self.stopping:
+    def request_kill(self, reason: str) -> None:
+        """Stop at once: the sandbox ends `stopped` with this reason."""
+        if not self.stopping:
             self.stopping, self.stop_reason = True, reason
-        elif not stopping and not self.stopping:
-            self.stop_reason = reason
+        self.qemu.kill()
+
+    def condemn(self, reason: str) -> None:
+        """The guest can no longer be trusted: kill it; the sandbox ends `crashed`."""
+        if not self.stopping:
+            self.crash_reason = reason
         self.qemu.kill()
 
     def watch_owner(self) -> None:
