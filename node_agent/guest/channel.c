@@ -35,6 +35,7 @@ static struct {
 	enum chan_state state;
 	int lost;          /* a write found the host gone */
 	int ever_opened;
+	int unannounced;   /* opened by chan_configure: CH_OPENED is still to be reported */
 	int64_t retry_at;
 	int64_t first_try;
 	int pi;
@@ -43,11 +44,6 @@ static struct {
 
 static unsigned char inbuf[IN_CAP];
 static unsigned char databuf[FRAME_HDR + DATA_MAX_PAYLOAD];
-
-void chan_configure(const char *path)
-{
-	ch.path = path;
-}
 
 /* Finds /dev/<vportNpM> whose sysfs name is corral.0. getdents on a stack buffer, not
  * opendir: the heap buffer of a DIR (brk, mmap, munmap on closedir) is ~10 ms of
@@ -158,6 +154,12 @@ static enum chan_event try_open(int64_t now)
 	return CH_NONE;
 }
 
+void chan_configure(const char *path)
+{
+	ch.path = path;
+	ch.unannounced = try_open(now_ms()) == CH_OPENED;
+}
+
 /* The host went away: keep a character device for probing, drop a socket. */
 static enum chan_event host_gone(int64_t now)
 {
@@ -219,6 +221,8 @@ void chan_poll_add(struct pollset *ps)
 
 int64_t chan_deadline(void)
 {
+	if (ch.unannounced)
+		return 0;
 	if (ch.state == DOWN)
 		return ch.retry_at;
 	if (ch.state == IDLE)
@@ -229,6 +233,10 @@ int64_t chan_deadline(void)
 enum chan_event chan_service(const struct pollset *ps, void (*on_frame)(const struct frame *))
 {
 	int64_t now = now_ms();
+	if (ch.unannounced) {
+		ch.unannounced = 0;
+		return CH_OPENED;
+	}
 	if (ch.state == UP && ch.lost)
 		return host_gone(now);
 	switch (ch.state) {

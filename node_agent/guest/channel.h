@@ -16,7 +16,9 @@ enum chan_event {
 	CH_CORRUPT, /* an impossible frame header: the channel was dropped for a reopen */
 };
 
-/* path: the --channel argument, or NULL for the corral.0 virtio port. */
+/* path: the --channel argument, or NULL for the corral.0 virtio port. Opens it at once
+ * when it can (PID 1 calls this before the root switch, so the host's HELLO travels while
+ * the disks are mounted); CH_OPENED is reported by the first chan_service. */
 void chan_configure(const char *path);
 void chan_poll_add(struct pollset *ps);
 /* When the channel next needs the loop to wake up (ms), or -1. */

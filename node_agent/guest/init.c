@@ -66,6 +66,9 @@ void init_early(void)
 	say("init");
 	if (err)
 		say("cannot mount devtmpfs on /dev: %s", strerror(err));
+	if (mount_at("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ||
+	    mount_at("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		die("cannot mount /proc and /sys: %s", strerror(errno));
 }
 
 static void copy_param(char *dst, size_t n, const char *val, size_t len)
@@ -179,9 +182,6 @@ static void loopback_up(void)
 
 void init_system(void)
 {
-	if (mount_at("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ||
-	    mount_at("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
-		die("cannot mount /proc and /sys: %s", strerror(errno));
 	struct boot_params bp;
 	read_cmdline(&bp);
 	if (bp.root[0])

@@ -3,9 +3,10 @@
 #ifndef CORRAL_INIT_H
 #define CORRAL_INIT_H
 
-/* Mounts devtmpfs, points stdio at /dev/console, prints "corral-agent: init". */
+/* Mounts devtmpfs, points stdio at /dev/console, prints "corral-agent: init", mounts
+ * /proc and /sys (what finding the channel's port needs). */
 void init_early(void);
-/* Mounts, the root switch (corral.root/corral.upper), loopback, hostname. */
+/* The root switch (corral.root/corral.upper), the other mounts, loopback, hostname. */
 void init_system(void);
 /* SHUTDOWN: terminate every process, sync, make the filesystems read-only, power off. */
 _Noreturn void init_shutdown(void);

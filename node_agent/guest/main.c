@@ -382,8 +382,8 @@ int main(int argc, char **argv)
 	if (sigfd < 0)
 		die("signalfd: %s", strerror(errno));
 	spawn_setup();
+	chan_configure(channel);
 	if (agent_is_init)
 		init_system();
-	chan_configure(channel);
 	serve(sigfd);
 }
