@@ -105,10 +105,10 @@ static void read_cmdline(struct boot_params *bp)
 }
 
 /* Mounts an ext4 disk, waiting a little for its device node to appear. */
-static void mount_disk(const char *dev, const char *dst, unsigned long flags)
+static void mount_disk(const char *dev, const char *dst, unsigned long flags, const char *opts)
 {
 	for (int waited = 0;; waited += 10) {
-		if (mount_at(dev, dst, "ext4", flags, NULL) == 0)
+		if (mount_at(dev, dst, "ext4", flags, opts) == 0)
 			return;
 		if ((errno != ENOENT && errno != ENXIO) || waited >= DISK_WAIT_MS)
 			die("cannot mount %s on %s: %s", dev, dst, strerror(errno));
@@ -119,9 +119,11 @@ static void mount_disk(const char *dev, const char *dst, unsigned long flags)
 /* Like switch_root: move the API filesystems and the new root over /, chroot into it. */
 static void switch_root(const struct boot_params *bp)
 {
-	mount_disk(bp->root, LOWER, MS_RDONLY);
+	mount_disk(bp->root, LOWER, MS_RDONLY, NULL);
+	/* The upper disk is scratch, a fresh copy at every launch: no cache flushes (each one
+	 * a host fdatasync; the one at mount alone stalls the boot 2-3 ms under TCG). */
 	if (bp->upper[0])
-		mount_disk(bp->upper, RW, MS_NOATIME);
+		mount_disk(bp->upper, RW, MS_NOATIME, "nobarrier");
 	else if (mount_at("tmpfs", RW, "tmpfs", 0, "mode=0755") < 0)
 		die("cannot mount tmpfs on " RW ": %s", strerror(errno));
 	mkdir(RW "/upper", 0755);
