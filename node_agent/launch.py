@@ -125,7 +125,7 @@ def main() -> None:
         sys.exit(fail(store, args.name, exc))
     from corral.node_agent import supervisor
 
-    sys.exit(supervisor.run(paths, store, launched, args.owner_pid))
+    sys.exit(supervisor.run(store, launched, args.owner_pid))
 
 
 if __name__ == "__main__":

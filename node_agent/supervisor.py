@@ -15,11 +15,11 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 from corral._errors import BootError
 from corral._exec import ExecRequest
-from corral._paths import Paths
 from corral._protocol import (
     Fields,
     Frame,
@@ -40,11 +40,24 @@ MAIN_STREAM = 1
 BOOT_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 READ_CHUNK = 1 << 20
+MAX_CLIENT_BACKLOG = 64 << 20  # bytes queued for a client that does not read
+OWNER_EXITED = "owner process exited"
+
+
+def call_when_exited(pidfd: int, callback: Callable[[], None]) -> None:
+    """Run `callback` once the process behind `pidfd` has exited (the fd is closed)."""
+    loop = asyncio.get_running_loop()
+
+    def ready() -> None:
+        loop.remove_reader(pidfd)
+        os.close(pidfd)
+        callback()
+
+    loop.add_reader(pidfd, ready)
 
 
 class Supervisor:
-    def __init__(self, paths: Paths, store: StateStore, launched: Launched, owner_pid: int) -> None:
-        self.paths = paths
+    def __init__(self, store: StateStore, launched: Launched, owner_pid: int) -> None:
         self.store = store
         self.record = launched.record
         self.config = launched.config
@@ -65,17 +78,9 @@ class Supervisor:
         self.qemu_exited: asyncio.Future[int] | None = None
 
     def watch_qemu(self) -> None:
-        loop = asyncio.get_running_loop()
-        self.qemu_exited = loop.create_future()
-        pidfd = self.qemu.pidfd()
-
-        def exited() -> None:
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-            assert self.qemu_exited is not None
-            self.qemu_exited.set_result(self.qemu.reap())
-
-        loop.add_reader(pidfd, exited)
+        exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self.qemu_exited = exited
+        call_when_exited(self.qemu.pidfd(), lambda: exited.set_result(self.qemu.reap()))
 
     async def boot(self) -> None:
         """Greet the guest (the launch already started QEMU) and open the client API."""
@@ -187,8 +192,12 @@ class Supervisor:
                 self.main_output(frame)
                 continue
             writer = self.clients.get(target)
-            if writer is not None and not writer.is_closing():
-                writer.write(frame.encode())
+            if writer is None or writer.is_closing():
+                continue
+            if writer.transport.get_write_buffer_size() > MAX_CLIENT_BACKLOG:
+                writer.transport.abort()  # it stopped reading: drop it and what it left queued
+                continue
+            writer.write(frame.encode())
 
     async def serve_client(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -259,16 +268,9 @@ class Supervisor:
         try:
             pidfd = os.pidfd_open(self.owner_pid)
         except ProcessLookupError:
-            self.request_stop("owner process exited")
+            self.request_stop(OWNER_EXITED)
             return
-        loop = asyncio.get_running_loop()
-
-        def owner_exited() -> None:
-            loop.remove_reader(pidfd)
-            os.close(pidfd)
-            self.request_stop("owner process exited")
-
-        loop.add_reader(pidfd, owner_exited)
+        call_when_exited(pidfd, lambda: self.request_stop(OWNER_EXITED))
 
     async def close(self) -> None:
         for writer in list(self.clients.values()):
@@ -280,8 +282,8 @@ class Supervisor:
         await self.channel.close()
 
 
-async def supervise(paths: Paths, store: StateStore, launched: Launched, owner_pid: int) -> int:
-    supervisor = Supervisor(paths, store, launched, owner_pid)
+async def supervise(store: StateStore, launched: Launched, owner_pid: int) -> int:
+    supervisor = Supervisor(store, launched, owner_pid)
     try:
         await supervisor.boot()
     except Exception as exc:
@@ -290,11 +292,11 @@ async def supervise(paths: Paths, store: StateStore, launched: Launched, owner_p
         return fail(store, supervisor.name, exc)
     report({"ok": True})
     await supervisor.serve()
-    if supervisor.stop_reason == "owner process exited":
+    if supervisor.stop_reason == OWNER_EXITED:
         rootfs.remove_tree(supervisor.dir)
         store.delete(supervisor.name, supervisor.record.uid)
     return 0
 
 
-def run(paths: Paths, store: StateStore, launched: Launched, owner_pid: int) -> int:
-    return asyncio.run(supervise(paths, store, launched, owner_pid))
+def run(store: StateStore, launched: Launched, owner_pid: int) -> int:
+    return asyncio.run(supervise(store, launched, owner_pid))

@@ -22,6 +22,7 @@ from corral import (
     SandboxNotRunning,
     remove,
 )
+from corral._protocol import PROTOCOL_VERSION, Frame, FrameType, encode_fields
 
 pytestmark = pytest.mark.vm
 
@@ -157,3 +158,32 @@ async def test_garbage_from_a_client_harms_no_sandbox(corral_home: Path) -> None
                     pass
         assert (await target.exec("echo", ["alive"])).stdout == b"alive\n"
         assert (await bystander.exec("echo", ["alive"])).stdout == b"alive\n"
+
+
+def rss_kib(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+
+
+async def test_a_client_that_stops_reading_is_cut_off_not_buffered(corral_home: Path) -> None:
+    async with await Sandbox.builder("backlog").create() as sb:
+        socket_path = corral_home / "sandboxes" / sb.uid / "api.sock"
+        _, writer = await asyncio.open_unix_connection(str(socket_path))
+        writer.write(Frame(FrameType.HELLO, 0, encode_fields([(1, PROTOCOL_VERSION)])).encode())
+        command = [(1, "/bin/sh"), (1, "-c"), (1, "cat /dev/zero"), (3, "/"), (4, "root")]
+        for stream in range(1, 41):  # 40 streams x 2 MiB windows > the 64 MiB cap
+            writer.write(Frame(FrameType.EXEC, stream, encode_fields(command)).encode())
+        await writer.drain()
+        supervisor = Sandbox.inspect("backlog").supervisor_pid
+        count = "ps -o args | grep -c '^cat /dev/zero' || true"
+        seen_running = False
+        for _ in range(600):
+            running = int((await sb.shell(count)).stdout)
+            seen_running = seen_running or running > 0
+            assert rss_kib(supervisor) < 160 * 1024
+            if seen_running and running == 0:
+                break
+            await asyncio.sleep(0.1)
+        assert seen_running and running == 0, "the silent client's commands should be killed"
+        assert (await sb.exec("echo", ["alive"])).stdout == b"alive\n"
+        writer.close()
