@@ -85,9 +85,13 @@ def _read_defaults(path: Path | None) -> ImageDefaults:
     )
 
 
+DISK_FORMAT = 2
+"""Bumped whenever make_ext4 changes, so cached disks of an older format are not reused."""
+
+
 def source_key(source: ImageSource) -> str:
     """A content key: the tarball's sha256, or a digest of a directory's metadata walk."""
-    digest = hashlib.sha256(source.kind.encode())
+    digest = hashlib.sha256(f"{DISK_FORMAT}:{source.kind}".encode())
     if source.kind == "tarball":
         with source.path.open("rb") as file:
             for block in iter(lambda: file.read(1 << 20), b""):
@@ -196,9 +200,9 @@ def make_ext4(disk: Path, tree: Path | None, label: str, size_mib: int = 0) -> N
 
 def upper_disk(path: Path, size_mib: int, cache: Path) -> None:
     """A fresh sparse writable disk for one sandbox, copied from a per-size template."""
-    template = cache / f"upper-{size_mib}.ext4"
+    template = cache / f"upper-v{DISK_FORMAT}-{size_mib}.ext4"
     if not template.exists():
-        with _locked(cache / f"upper-{size_mib}.lock"):
+        with _locked(cache / f"upper-v{DISK_FORMAT}-{size_mib}.lock"):
             if not template.exists():
                 partial = template.with_suffix(".partial")
                 make_ext4(partial, None, label="corral-upper", size_mib=size_mib)
