@@ -5,44 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-from bench.common import bench_home, emit, median
+from bench.common import bench_home, emit, median, raw_vm
 from corral import Sandbox
 from corral._paths import Paths
 from corral.node_agent import accel
 from corral.node_agent.assets import Assets
-from corral.node_agent.channel import GuestChannel
-from corral.node_agent.vmm import QemuProcess, VmSpec
+from corral.node_agent.vmm import QemuProcess
 
 RUNS = 7
 INIT_MARKER = b"corral-agent: init"
 
 
-async def raw_boot_to_init(assets: Assets, choice: accel.AccelChoice) -> float:
+async def raw_boot_to_init() -> float:
     """QEMU start → the agent's first console line, with no Corral around it."""
     scratch = Path(tempfile.mkdtemp(prefix="corral-raw", dir="/tmp"))
     try:
-        listening = socket.socket(socket.AF_UNIX)
-        listening.bind(str(scratch / "channel.sock"))
-        listening.listen(1)
-        channel = GuestChannel(listening)
-        await channel.listen()
-        spec = VmSpec(
-            accel=choice.accel,
-            cpus=1,
-            memory_mib=256,
-            kernel=assets.kernel,
-            initramfs=assets.initramfs,
-            channel_socket=channel.socket_path,
-            console_log=scratch / "console.log",
-            tsc_khz=assets.tsc_khz,
-        )
+        spec, channel = await raw_vm(scratch)
         qemu = QemuProcess(spec)
         started = time.perf_counter()
         qemu.start()
@@ -89,7 +73,7 @@ async def main() -> None:
         await warm.remove()
         raw, ready, end_to_end = [], [], []
         for index in range(RUNS):
-            raw.append(await raw_boot_to_init(assets, choice))
+            raw.append(await raw_boot_to_init())
             ready.append(await sdk_create_ready(index))
             end_to_end.append(cli_run_true())
         emit(

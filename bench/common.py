@@ -3,38 +3,54 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import statistics
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from corral import Sandbox, remove
 from corral._paths import Paths
+from corral.node_agent import accel
+from corral.node_agent.assets import Assets
+from corral.node_agent.channel import GuestChannel
+from corral.node_agent.launch import listen_unix
+from corral.node_agent.vmm import Disk, VmSpec
+from corral.testing.home import isolated_home
 
 
 @contextmanager
 def bench_home() -> Iterator[Path]:
     """A fresh CORRAL_HOME whose assets are the ones `make setup` built."""
-    assets = Paths.from_env().assets
-    if not (assets / "current.json").exists():
-        raise SystemExit(f"no boot assets in {assets}: run `make setup` first")
-    home = Path(tempfile.mkdtemp(prefix="corral-b", dir="/tmp"))
-    (home / "assets").symlink_to(assets)
-    previous = os.environ.get("CORRAL_HOME")
-    os.environ["CORRAL_HOME"] = str(home)
     try:
-        yield home
-    finally:
-        for record in Sandbox.list():
-            remove(record.name, force=True)
-        if previous is None:
-            os.environ.pop("CORRAL_HOME", None)
-        else:
-            os.environ["CORRAL_HOME"] = previous
-        shutil.rmtree(home, ignore_errors=True)
+        with isolated_home() as home:
+            yield home
+    except FileNotFoundError as exc:
+        raise SystemExit(str(exc)) from None
+
+
+async def raw_vm(
+    scratch: Path,
+    disks: list[Disk] | None = None,
+    kernel_args: list[str] | None = None,
+    memory_mib: int = 256,
+) -> tuple[VmSpec, GuestChannel]:
+    """A sandbox-shaped VM spec with its channel listening, for baselines without Corral."""
+    assets = Assets.load(Paths.from_env().assets)
+    choice = accel.choose("auto", accel.probe_host(), assets.kernel_pvm)
+    channel = GuestChannel(listen_unix(scratch / "channel.sock"))
+    await channel.listen()
+    spec = VmSpec(
+        accel=choice.accel,
+        cpus=1,
+        memory_mib=memory_mib,
+        kernel=assets.kernel,
+        initramfs=assets.initramfs,
+        channel_socket=channel.socket_path,
+        console_log=scratch / "console.log",
+        disks=disks or [],
+        kernel_args=kernel_args or [],
+        tsc_khz=assets.tsc_khz,
+    )
+    return spec, channel
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -45,8 +45,9 @@ CREATE_TIMEOUT = 300.0
 REPORTED_ERRORS: dict[str, type[CorralError]] = {"ImageError": ImageError}
 
 
-class SandboxBuilder:
-    """Collects settings; `create()` validates them all at once."""
+class SandboxSettings:
+    """The builder's setters, shared by the async and the blocking builder; `config()`
+    validates them all at once."""
 
     def __init__(self, name: str) -> None:
         self._values: dict[str, Any] = {"name": name}
@@ -92,6 +93,8 @@ class SandboxBuilder:
     def config(self) -> SandboxConfig:
         return build_config(**self._values)
 
+
+class SandboxBuilder(SandboxSettings):
     async def create(self) -> Sandbox:
         """A sandbox tied to this process: stopped and removed when the process exits."""
         return await Sandbox._launch(self.config(), detached=False)

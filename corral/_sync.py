@@ -29,10 +29,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from corral._config import SandboxConfig
 from corral._exec import ExecEvent, ExecOutput, ExecStream
 from corral._fs import FileInfo, FsGateway
-from corral._sandbox import Sandbox, SandboxBuilder
+from corral._sandbox import Sandbox, SandboxSettings
 from corral._state import SandboxRecord
 
 T = TypeVar("T")
@@ -85,69 +84,18 @@ async def _cancel_others() -> None:
     await asyncio.get_running_loop().shutdown_asyncgens()
 
 
-class SyncSandboxBuilder:
+class SyncSandboxBuilder(SandboxSettings):
     """`SandboxBuilder` with blocking `create()` / `create_detached()`."""
-
-    def __init__(self, name: str) -> None:
-        self._builder = SandboxBuilder(name)
-        self._name = name
-
-    def image(self, reference: str) -> Self:
-        self._builder.image(reference)
-        return self
-
-    def cpus(self, count: int) -> Self:
-        self._builder.cpus(count)
-        return self
-
-    def memory(self, mib: int) -> Self:
-        self._builder.memory(mib)
-        return self
-
-    def disk(self, mib: int) -> Self:
-        self._builder.disk(mib)
-        return self
-
-    def env(self, values: Mapping[str, str] | None = None, **more: str) -> Self:
-        self._builder.env(values, **more)
-        return self
-
-    def workdir(self, path: str) -> Self:
-        self._builder.workdir(path)
-        return self
-
-    def user(self, user: str) -> Self:
-        self._builder.user(user)
-        return self
-
-    def entrypoint(self, argv: Sequence[str]) -> Self:
-        self._builder.entrypoint(argv)
-        return self
-
-    def cmd(self, argv: Sequence[str]) -> Self:
-        self._builder.cmd(argv)
-        return self
-
-    def accel(self, accel: str) -> Self:
-        self._builder.accel(accel)
-        return self
-
-    def kernel(self, path: str) -> Self:
-        self._builder.kernel(path)
-        return self
-
-    def config(self) -> SandboxConfig:
-        return self._builder.config()
 
     def create(self) -> SyncSandbox:
         """A sandbox tied to this process: stopped and removed when the process exits."""
-        self.config()  # invalid settings fail before a thread is started
-        return SyncSandbox._open(self._name, self._builder.create)
+        config = self.config()  # invalid settings fail before a thread is started
+        return SyncSandbox._open(config.name, lambda: Sandbox._launch(config, detached=False))
 
     def create_detached(self) -> SyncSandbox:
         """A sandbox that outlives this process, until `stop()`/`remove()`."""
-        self.config()
-        return SyncSandbox._open(self._name, self._builder.create_detached)
+        config = self.config()
+        return SyncSandbox._open(config.name, lambda: Sandbox._launch(config, detached=True))
 
 
 class SyncSandbox:

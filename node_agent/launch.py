@@ -45,6 +45,14 @@ class Launched:
         return self.record.config
 
 
+def listen_unix(path: Path) -> socket.socket:
+    """A listening unix socket for QEMU's chardev to connect to."""
+    listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listening.bind(str(path))
+    listening.listen(1)
+    return listening
+
+
 def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
     config = record.config
     directory = paths.sandbox_dir(record.uid)
@@ -58,9 +66,7 @@ def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
     upper = directory / "upper.ext4"
     rootfs.upper_disk(upper, config["disk_mib"], paths.images)
     channel_path = directory / "channel.sock"
-    channel = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    channel.bind(str(channel_path))
-    channel.listen(1)
+    channel = listen_unix(channel_path)
     spec = VmSpec(
         accel=choice.accel,
         cpus=config["cpus"],

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from pathlib import Path
 
 import pytest
 
 from corral._protocol import Frame, FrameType, ProtocolError, encode_fields
 from corral.node_agent.channel import GuestChannel
+from corral.node_agent.launch import listen_unix
 
 
 async def fake_guest(path: Path, *replies: bytes) -> asyncio.StreamWriter:
@@ -22,20 +22,13 @@ async def fake_guest(path: Path, *replies: bytes) -> asyncio.StreamWriter:
     return writer
 
 
-def bound(path: Path) -> socket.socket:
-    listening = socket.socket(socket.AF_UNIX)
-    listening.bind(str(path))
-    listening.listen(1)
-    return listening
-
-
 def hello(version: int = 1) -> bytes:
     fields = encode_fields([(1, version), (2, "0.1.0"), (3, "6.1"), (4, "boot")])
     return Frame(FrameType.HELLO, 0, fields).encode()
 
 
 async def test_handshake_then_garbage_is_a_protocol_error(tmp_path: Path) -> None:
-    channel = GuestChannel(bound(tmp_path / "channel.sock"))
+    channel = GuestChannel(listen_unix(tmp_path / "channel.sock"))
     await channel.listen()
     guest = asyncio.ensure_future(fake_guest(channel.socket_path, hello(), os.urandom(64)))
     fields = await channel.handshake()
@@ -57,7 +50,7 @@ async def test_handshake_then_garbage_is_a_protocol_error(tmp_path: Path) -> Non
     ],
 )
 async def test_bad_handshakes(tmp_path: Path, reply: bytes, message: str) -> None:
-    channel = GuestChannel(bound(tmp_path / "channel.sock"))
+    channel = GuestChannel(listen_unix(tmp_path / "channel.sock"))
     await channel.listen()
     guest = asyncio.ensure_future(fake_guest(channel.socket_path, reply))
     with pytest.raises(ProtocolError, match=message):

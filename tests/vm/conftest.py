@@ -8,39 +8,24 @@ under CI and skip elsewhere with the command to run.
 from __future__ import annotations
 
 import asyncio
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from corral import Sandbox, remove
-from corral._paths import Paths
+from corral.testing.home import isolated_home
 
 pytestmark = pytest.mark.vm
 
 
 @pytest.fixture(scope="session")
 def corral_home() -> Iterator[Path]:
-    assets = Paths.from_env().assets
-    if not (assets / "current.json").exists():
-        pytest.skip(f"no boot assets in {assets}: run `make setup`")
-    home = Path(tempfile.mkdtemp(prefix="corral-t", dir="/tmp"))
-    (home / "assets").symlink_to(assets)
-    previous = os.environ.get("CORRAL_HOME")
-    os.environ["CORRAL_HOME"] = str(home)
     try:
-        yield home
-    finally:
-        for record in Sandbox.list():
-            remove(record.name, force=True)
-        if previous is None:
-            del os.environ["CORRAL_HOME"]
-        else:
-            os.environ["CORRAL_HOME"] = previous
-        shutil.rmtree(home, ignore_errors=True)
+        with isolated_home() as home:
+            yield home
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +40,11 @@ def shared_sandbox(corral_home: Path, request: pytest.FixtureRequest) -> Iterato
     asyncio.run(create())
     yield name
     remove(name, force=True)
+
+
+@pytest.fixture
+async def sb(shared_sandbox: str) -> AsyncIterator[Sandbox]:
+    """A handle on the module's shared sandbox, for this test's event loop."""
+    sandbox = await Sandbox.get(shared_sandbox)
+    yield sandbox
+    await sandbox.close()

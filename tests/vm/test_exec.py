@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
 
 import pytest
 
 from corral import ExecFailed, ExecTimeout, Exited, Sandbox, Started, Stdout
 
 pytestmark = pytest.mark.vm
-
-
-@pytest.fixture
-async def sb(shared_sandbox: str) -> AsyncIterator[Sandbox]:
-    sandbox = await Sandbox.get(shared_sandbox)
-    yield sandbox
-    await sandbox.close()
 
 
 async def test_stdout_stderr_and_exit_code(sb: Sandbox) -> None:

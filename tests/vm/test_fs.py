@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,13 +11,6 @@ import pytest
 from corral import FsError, Sandbox
 
 pytestmark = pytest.mark.vm
-
-
-@pytest.fixture
-async def sb(shared_sandbox: str) -> AsyncIterator[Sandbox]:
-    sandbox = await Sandbox.get(shared_sandbox)
-    yield sandbox
-    await sandbox.close()
 
 
 async def test_binary_round_trip(sb: Sandbox) -> None:
