@@ -1,5 +1,5 @@
 /* init.c — what the agent does as PID 1 before and after serving the host: devtmpfs and
- * the console, proc/sys, the root switch onto an overlay of the read-only image disk
+ * the console, proc/sys, the kernel modules the initramfs lists, the root switch onto an overlay of the read-only image disk
  * (corral.root) and the writable disk (corral.upper), the usual /dev, /run mounts,
  * loopback up, hostname, and at SHUTDOWN an orderly stop and power-off. Zombie reaping
  * is the event loop's (main.c): it waits for every child, spawned or orphaned. */
@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "agent.h"
+#include "modules.h"
 
 #define NEW_ROOT "/mnt/root"
 #define LOWER "/mnt/lower"
@@ -69,6 +70,7 @@ void init_early(void)
 	if (mount_at("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ||
 	    mount_at("sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
 		die("cannot mount /proc and /sys: %s", strerror(errno));
+	modules_load();
 }
 
 static void copy_param(char *dst, size_t n, const char *val, size_t len)

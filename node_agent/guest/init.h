@@ -4,7 +4,8 @@
 #define CORRAL_INIT_H
 
 /* Mounts devtmpfs, points stdio at /dev/console, prints "corral-agent: init", mounts
- * /proc and /sys (what finding the channel's port needs). */
+ * /proc and /sys, loads the listed kernel modules (what finding the channel's port and
+ * mounting the disks need). */
 void init_early(void);
 /* The root switch (corral.root/corral.upper), the other mounts, loopback, hostname. */
 void init_system(void);
