@@ -1,19 +1,42 @@
-"""The boot assets the setup step built: guest kernel, initramfs, default image.
+"""The boot assets the setup step built: guest kernels, initramfs, default image.
 
 Setup records them in `$CORRAL_HOME/assets/current.json`; the runtime reads only that
-file, so a sandbox never depends on how the assets were made.
+file, so a sandbox never depends on how the assets were made. The top-level `kernel` and
+`initramfs` are the default variant (the project's own kernel); `kernels` adds the
+others by name, e.g. `debian-cloud`, each with the initramfs that boots it.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from corral._errors import BootError
 
 SETUP_HINT = "run `make setup` (or scripts/setup) to build the guest kernel and agent"
+
+
+DEFAULT_KERNEL = "corral"
+CLOUD_KERNEL = "debian-cloud"
+
+
+@dataclass(frozen=True)
+class KernelVariant:
+    """One provisioned guest kernel with the initramfs that boots it.
+
+    `acpi`: the kernel finds its virtio-mmio devices in ACPI tables, not on the command
+    line (a stock kernel without VIRTIO_MMIO_CMDLINE_DEVICES), so QEMU must build them.
+    """
+
+    kernel: Path
+    initramfs: Path
+    version: str
+    pvm: bool
+    acpi: bool
 
 
 @dataclass(frozen=True)
@@ -25,9 +48,15 @@ class Assets:
     agent_version: str
     default_image: Path
     tsc_khz: int
+    kernel_name: str = DEFAULT_KERNEL
+    kernel_acpi: bool = False
+    kernels: Mapping[str, KernelVariant] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, assets_dir: Path, kernel_override: str | None = None) -> Assets:
+    def load(cls, assets_dir: Path, kernel: str | None = None) -> Assets:
+        """The assets for one sandbox. `kernel` is a variant name from the manifest, or an
+        absolute path to a custom kernel (booted with the default initramfs); None is
+        the default variant."""
         manifest = assets_dir / "current.json"
         try:
             data = json.loads(manifest.read_text())
@@ -40,19 +69,63 @@ class Assets:
             raise BootError(
                 f"boot assets manifest {manifest} lacks {sorted(missing)}: {SETUP_HINT}"
             )
+        kernels = kernel_variants(data)
+        chosen = select_kernel(kernels, kernel)
         assets = cls(
-            kernel=Path(kernel_override or data["kernel"]),
-            kernel_version=str(data.get("kernel_version", "")),
-            kernel_pvm=bool(data.get("kernel_pvm", False)) and not kernel_override,
-            initramfs=Path(data["initramfs"]),
+            kernel=chosen.kernel,
+            kernel_version=chosen.version,
+            kernel_pvm=chosen.pvm,
+            initramfs=chosen.initramfs,
             agent_version=str(data.get("agent_version", "")),
             default_image=Path(data["default_image"]),
             tsc_khz=int(data.get("tsc_khz", 0)),
+            kernel_name=kernel or DEFAULT_KERNEL,
+            kernel_acpi=chosen.acpi,
+            kernels=kernels,
         )
         for path in (assets.kernel, assets.initramfs, assets.default_image):
             if not path.exists():
                 raise BootError(f"boot asset {path} is missing: {SETUP_HINT}")
         return assets
+
+
+def kernel_variants(manifest: Mapping[str, Any]) -> dict[str, KernelVariant]:
+    """The kernel variants a manifest records, the default (its top-level kernel) first;
+    one written before variants existed has only that one."""
+    kernels = {
+        DEFAULT_KERNEL: KernelVariant(
+            kernel=Path(manifest["kernel"]),
+            initramfs=Path(manifest["initramfs"]),
+            version=str(manifest.get("kernel_version", "")),
+            pvm=bool(manifest.get("kernel_pvm", False)),
+            acpi=False,
+        )
+    }
+    for name, entry in manifest.get("kernels", {}).items():
+        kernels[name] = KernelVariant(
+            kernel=Path(entry["kernel"]),
+            initramfs=Path(entry["initramfs"]),
+            version=str(entry.get("version", "")),
+            pvm=bool(entry.get("pvm", False)),
+            acpi=bool(entry.get("acpi", False)),
+        )
+    return kernels
+
+
+def select_kernel(kernels: Mapping[str, KernelVariant], kernel: str | None) -> KernelVariant:
+    """The variant a sandbox asked for; a path is a custom kernel, assumed to need what the
+    default needs (devices on the command line) and not to be PVM-capable."""
+    if kernel is None:
+        return kernels[DEFAULT_KERNEL]
+    if kernel.startswith("/"):
+        default = kernels[DEFAULT_KERNEL]
+        return KernelVariant(Path(kernel), default.initramfs, "", pvm=False, acpi=False)
+    if kernel not in kernels:
+        raise BootError(
+            f"unknown kernel {kernel!r}: the variants set up here are "
+            f"{', '.join(sorted(kernels))} (or give an absolute path to a kernel image)"
+        )
+    return kernels[kernel]
 
 
 def host_tsc_khz() -> int:

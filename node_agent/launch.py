@@ -82,6 +82,7 @@ def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
             f"corral.hostname={record.name}",
         ],
         tsc_khz=assets.tsc_khz,
+        acpi=assets.kernel_acpi,
     )
     qemu = QemuProcess(spec)
     qemu.start()

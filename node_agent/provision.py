@@ -1,10 +1,12 @@
-"""Provisioning the boot assets: guest kernel, agent + initramfs, default image.
+"""Provisioning the boot assets: guest kernels, agent + initramfs, default image.
 
 Run by `scripts/setup` (idempotent and cached: a re-run with nothing changed takes
-seconds). The kernel is built by scripts/build-kernel.sh (cached by config hash), the
-agent by node_agent/guest/Makefile; the default image is a busybox root made from
-Debian's busybox-static. The result is recorded in `assets/current.json`, the one file
-the runtime reads (node_agent/assets.py).
+seconds). The default kernel is built by scripts/build-kernel.sh (cached by config hash),
+the agent by node_agent/guest/Makefile; the default image is a busybox root made from
+Debian's busybox-static. The fallback kernel variant is Debian's cloud kernel (installed
+with apt-get when missing) with an initramfs that adds the modules it needs to the
+agent's (cached by kernel package version and agent build). The result is recorded in
+`assets/current.json`, the one file the runtime reads (node_agent/assets.py).
 """
 
 from __future__ import annotations
@@ -13,16 +15,29 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from corral._paths import Paths
-from corral.node_agent.assets import host_tsc_khz
+from corral.node_agent.assets import CLOUD_KERNEL, DEFAULT_KERNEL, host_tsc_khz
 
 REPO = Path(__file__).resolve().parent.parent
+GEN_CPIO = REPO / "node_agent/guest/build/gen_cpio"
+CLOUD_PACKAGE = "linux-image-cloud-amd64"
+# What a sandbox needs from the cloud kernel, by module name; those it has built in
+# (ext4 and crc32c in Debian 12's) are skipped, the others load with their dependencies:
+# the virtio-mmio transport and the devices launch attaches, the root disks' ext4 and
+# the crc32c its checksums use, the overlay root, and what the project's own kernel
+# offers a guest besides (network device, FUSE, loop devices).
+CLOUD_MODULES = ["virtio_mmio", "virtio_blk", "virtio_console", "virtio_rng", "ext4",
+                 "crc32c_generic", "overlay", "virtio_net", "fuse", "loop"]  # fmt: skip
+# In the initramfs: the module files, and the list the agent loads in order (modules.c).
+INITRAMFS_MODULES = "/lib/modules"
 BUSYBOX = Path("/bin/busybox")
 DEFAULT_IMAGE_FILES = {
     "etc/passwd": (
@@ -104,6 +119,135 @@ def build_default_image(assets: Path) -> Path:
     return target / "rootfs"
 
 
+def module_name(path: str) -> str:
+    """The kernel's name for a module file: `kernel/drivers/char/hw_random/virtio-rng.ko`
+    is `virtio_rng` (the kernel treats '-' and '_' alike in module names)."""
+    return path.rsplit("/", 1)[-1].split(".", 1)[0].replace("-", "_")
+
+
+def module_load_order(modules_dep: str, modules_builtin: str, wanted: Iterable[str]) -> list[str]:
+    """The module files (as modules.dep names them) to load for `wanted`, each after its
+    dependencies and once; built-in modules are skipped.
+
+    modules.dep gives each module its whole dependency closure but not in an order to
+    load it, so the order comes from visiting each dependency's own line first.
+    """
+    deps: dict[str, list[str]] = {}
+    by_name: dict[str, str] = {}
+    for line in modules_dep.splitlines():
+        path, sep, rest = line.partition(":")
+        if sep:
+            deps[path] = rest.split()
+            by_name[module_name(path)] = path
+    builtin = {module_name(path) for path in modules_builtin.split()}
+    order: list[str] = []
+
+    def visit(path: str) -> None:
+        if path in order:
+            return
+        if path not in deps:
+            raise ValueError(f"modules.dep names {path} as a dependency but has no line for it")
+        for dep in deps[path]:
+            visit(dep)
+        order.append(path)
+
+    for name in map(module_name, wanted):
+        if name in builtin:
+            continue
+        if name not in by_name:
+            raise ValueError(f"kernel module {name} is neither built in nor in modules.dep")
+        visit(by_name[name])
+    return order
+
+
+def ensure_package(package: str) -> None:
+    """Install a Debian package unless it is installed already."""
+    status = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True, check=False
+    ).stdout
+    if status == "install ok installed":
+        return
+    log(f"installing {package} with apt-get")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    apt = [*sudo, "apt-get", "-q"]
+    subprocess.run([*apt, "update"], stdout=sys.stderr, check=True)
+    install = [*apt, "install", "-y", "--no-install-recommends", package]
+    subprocess.run(install, stdout=sys.stderr, env=env, check=True)
+
+
+def cloud_kernel_release() -> tuple[str, str]:
+    """(kernel release, package version) of Debian's cloud kernel, installed if missing.
+
+    The metapackage depends on exactly one linux-image-<release> package: that is the
+    kernel to use, even with older releases still installed beside it.
+    """
+    ensure_package(CLOUD_PACKAGE)
+    version, depends = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Version}\t${Depends}", CLOUD_PACKAGE],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\t")
+    match = re.search(r"linux-image-(\S+-cloud-amd64)", depends)
+    if match is None:
+        raise SystemExit(f"setup: cannot tell the kernel release from {CLOUD_PACKAGE}: {depends}")
+    return match.group(1), version
+
+
+def modules_cpio(moddir: Path, order: list[str]) -> bytes:
+    """A cpio archive of the modules (files of `moddir`, in load order) and of the list
+    the agent loads them from (node_agent/guest/modules.c)."""
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        (work / "load").write_text("".join(f"{module_name(path)}.ko\n" for path in order))
+        listing = ["dir /lib 0755", f"dir {INITRAMFS_MODULES} 0755"]
+        listing += [
+            f"file {INITRAMFS_MODULES}/{module_name(path)}.ko 0644 {moddir / path}"
+            for path in order
+        ]
+        listing.append(f"file {INITRAMFS_MODULES}/load 0644 {work / 'load'}")
+        (work / "modules.list").write_text("\n".join(listing) + "\n")
+        subprocess.run([str(GEN_CPIO), str(work / "modules.list"), str(work / "cpio")], check=True)
+        return (work / "cpio").read_bytes()
+
+
+def build_cloud_kernel(assets: Path, initramfs: Path) -> dict[str, object]:
+    """Debian's cloud kernel and its initramfs: the agent's, plus the modules it needs.
+
+    The modules go in a second cpio archive appended to the agent's (the kernel unpacks
+    concatenated archives in turn), so the agent part is byte for byte the default one.
+    """
+    release, version = cloud_kernel_release()
+    moddir = Path("/lib/modules") / release
+    order = module_load_order(
+        (moddir / "modules.dep").read_text(),
+        (moddir / "modules.builtin").read_text(),
+        CLOUD_MODULES,
+    )
+    compressed = [path for path in order if not path.endswith(".ko")]
+    if compressed:
+        raise SystemExit(f"setup: compressed kernel modules are not supported: {compressed}")
+    key = hashlib.sha256(json.dumps([release, version, initramfs.name, order]).encode())
+    target = assets / f"kernel-{CLOUD_KERNEL}" / key.hexdigest()[:16]
+    if not target.exists():
+        archive = initramfs.read_bytes() + modules_cpio(moddir, order)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+            shutil.copyfile(f"/boot/vmlinuz-{release}", Path(scratch) / "vmlinuz")
+            (Path(scratch) / "initramfs.cpio").write_bytes(archive)
+            os.rename(scratch, target)
+            os.mkdir(scratch)
+    config = Path(f"/boot/config-{release}").read_text().splitlines()
+    return {
+        "kernel": str(target / "vmlinuz"),
+        "initramfs": str(target / "initramfs.cpio"),
+        "version": f"{release} ({version})",
+        "pvm": False,
+        "acpi": "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y" not in config,
+    }
+
+
 def write_manifest(assets: Path, manifest: dict[str, object]) -> None:
     partial = assets / "current.json.partial"
     partial.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -119,13 +263,23 @@ def main() -> None:
     vmlinux, kernel_meta = build_kernel()
     log("guest agent and initramfs")
     initramfs, agent_version = build_agent(paths.assets)
+    log(f"fallback kernel {CLOUD_KERNEL}: Debian's {CLOUD_PACKAGE} and its modules")
+    cloud = build_cloud_kernel(paths.assets, initramfs)
     log("default image (busybox)")
     default_image = build_default_image(paths.assets)
-    manifest = {
+    default = {
         "kernel": str(vmlinux),
-        "kernel_version": kernel_meta.get("version", ""),
-        "kernel_pvm": bool(kernel_meta.get("pvm", False)),
         "initramfs": str(initramfs),
+        "version": kernel_meta.get("version", ""),
+        "pvm": bool(kernel_meta.get("pvm", False)),
+        "acpi": False,
+    }
+    manifest = {
+        "kernel": default["kernel"],
+        "kernel_version": default["version"],
+        "kernel_pvm": default["pvm"],
+        "initramfs": default["initramfs"],
+        "kernels": {DEFAULT_KERNEL: default, CLOUD_KERNEL: cloud},
         "agent_version": agent_version,
         "default_image": str(default_image),
         "tsc_khz": host_tsc_khz(),

@@ -1,3 +1,4 @@
+from dataclasses import replace
 from pathlib import Path
 
 from corral.node_agent.vmm import Disk, VmSpec, kernel_cmdline, qemu_command
@@ -38,3 +39,14 @@ def test_tcg_gets_the_measured_timer_parameters_and_kvm_does_not() -> None:
     kvm = kernel_cmdline(spec("kvm"))
     assert "noapictimer" not in kvm and "corral.root=/dev/vda" in kvm
     assert qemu_command(spec("kvm"))[qemu_command(spec("kvm")).index("-cpu") + 1] == "host"
+
+
+def test_a_kernel_that_finds_devices_in_acpi_gets_acpi_and_keeps_its_apic_timer() -> None:
+    stock = replace(spec(), acpi=True)
+    machine = qemu_command(stock)[qemu_command(stock).index("-M") + 1]
+    assert "acpi=on" in machine and "acpi=off" not in machine
+    assert "noapictimer" not in kernel_cmdline(stock)
+    assert "tsc_early_khz=2100000" in kernel_cmdline(stock)
+    default = qemu_command(spec())
+    assert "acpi=off" in default[default.index("-M") + 1]
+    assert "noapictimer" in kernel_cmdline(spec())
