@@ -50,14 +50,22 @@ def gather() -> dict[str, Any]:
     else:
         kernel_pvm = assets.kernel_pvm
         facts["assets"] = {
-            key: str(value) if not isinstance(value, bool | int) else value
+            key: _plain(value)
             for key, value in dataclasses.asdict(assets).items()
+            if key not in ("kernel_name", "kernel_acpi")
         }
     host = accel.probe_host()
     choice = accel.choose("auto", host, kernel_pvm)
     facts["accelerator"] = {"choice": choice.accel, "reason": choice.reason}
     facts["host"] = dataclasses.asdict(host)
     return facts
+
+
+def _plain(value: Any) -> Any:
+    """Paths as strings, the kernel variants as nested objects, for JSON."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    return value if isinstance(value, bool | int) else str(value)
 
 
 def qemu_version() -> str | None:
@@ -91,6 +99,7 @@ def render(facts: dict[str, Any]) -> str:
         lines += [
             ("Kernel", f"{assets['kernel']} ({assets['kernel_version'] or '?'}, {pvm})"),
             ("Initramfs", assets["initramfs"]),
+            ("Kernel variants", _variants(assets["kernels"])),
             ("Agent", assets["agent_version"] or "?"),
             ("Default image", assets["default_image"]),
         ]
@@ -105,6 +114,16 @@ def render(facts: dict[str, Any]) -> str:
     ]
     width = max(len(label) for label, _ in lines) + 2
     return "\n".join(f"{label + ':':<{width}}{value}" for label, value in lines)
+
+
+def _variants(kernels: dict[str, dict[str, Any]]) -> str:
+    """The names `--kernel` takes, each with its version; the default comes first."""
+    return "; ".join(
+        f"{name} {kernel['version'] or '?'}"
+        + (" (default)" if index == 0 else "")
+        + (", PVM-capable" if kernel["pvm"] else "")
+        for index, (name, kernel) in enumerate(kernels.items())
+    )
 
 
 def _yes(value: bool) -> str:

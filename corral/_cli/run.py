@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import sys
 
@@ -23,6 +24,11 @@ from corral._sandbox import Sandbox, SandboxBuilder
 @click.option("--memory", type=int, metavar="MiB", help="Guest memory in MiB.")
 @click.option("--disk", type=int, metavar="MiB", help="Root disk size in MiB.")
 @click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), help="Accelerator.")
+@click.option(
+    "--kernel",
+    metavar="NAME|PATH",
+    help="Guest kernel: a variant from `corral info` (e.g. debian-cloud) or a kernel image path.",
+)
 @process_options
 def run(
     image: str,
@@ -32,6 +38,7 @@ def run(
     memory: int | None,
     disk: int | None,
     accel: str | None,
+    kernel: str | None,
     interactive: bool,
     tty: bool,
     env: dict[str, str],
@@ -59,6 +66,9 @@ def run(
         builder.user(user)
     if accel is not None:
         builder.accel(accel)
+    if kernel is not None:
+        # A path is resolved here, against our working directory, not the supervisor's.
+        builder.kernel(os.path.abspath(kernel) if "/" in kernel else kernel)
     if detach:
         given = {"a command": bool(command), "-i": interactive, "-t": tty, "--timeout": timeout}
         misplaced = [what for what, value in given.items() if value]
