@@ -1,0 +1,52 @@
+"""Corral's Kubernetes API (`corral.dev/v1alpha1`): the Sandbox, Volume and NetworkPolicy
+resources as pydantic models, shared by the operator, the node agent and the SDK.
+
+The models are the single source of the CRDs (`corral.api.crd`). Python uses snake_case,
+the wire camelCase: `Sandbox.model_validate(obj)` reads an object from the API server,
+`model_dump(mode="json", by_alias=True, exclude_none=True)` writes one. No I/O here.
+"""
+
+from corral.api._meta import (
+    API_VERSION,
+    GROUP,
+    VERSION,
+    Condition,
+    ObjectMeta,
+    PrinterColumn,
+    Resource,
+)
+from corral.api._network import EgressRule, NetworkPolicy, NetworkPolicySpec, NetworkPolicyStatus
+from corral.api._sandbox import (
+    EnvVar,
+    LocalObjectReference,
+    Resources,
+    Sandbox,
+    SandboxSpec,
+    SandboxStatus,
+    VolumeMount,
+)
+from corral.api._volume import Volume, VolumeSpec, VolumeStatus
+
+__all__ = [
+    "API_VERSION",
+    "GROUP",
+    "VERSION",
+    "Condition",
+    "EgressRule",
+    "EnvVar",
+    "LocalObjectReference",
+    "NetworkPolicy",
+    "NetworkPolicySpec",
+    "NetworkPolicyStatus",
+    "ObjectMeta",
+    "PrinterColumn",
+    "Resource",
+    "Resources",
+    "Sandbox",
+    "SandboxSpec",
+    "SandboxStatus",
+    "Volume",
+    "VolumeMount",
+    "VolumeSpec",
+    "VolumeStatus",
+]
