@@ -1,0 +1,275 @@
+"""Pulling from a real registry on loopback and unpacking: the busybox image, layers
+with whiteouts and opaque directories, a multi-arch index, TLS with basic auth, and
+hostile or corrupt content that is rejected without anything being cached."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import pytest
+from conftest import PASSWORD, USER, RegistryServer
+from oci_layout import Layout, entry, tar
+
+from corral import ImageError
+from corral.node_agent.images.pull import PullPolicy, pull
+from corral.node_agent.images.settings import Credentials, RegistrySettings, read_docker_auths
+from corral.node_agent.images.store import ImageStore
+from corral.node_agent.images.unpack import UnpackLimits
+
+CONFIG = {
+    "Entrypoint": ["/bin/sh", "-c"],
+    "Cmd": ["echo hi"],
+    "Env": ["PATH=/bin", "GREETING=hello"],
+    "WorkingDir": "/work",
+    "User": "1000:1000",
+}
+
+
+def busybox_layer() -> bytes:
+    """/bin/busybox (busybox-static) and the applets the tests use, as symlinks."""
+    binary = Path("/bin/busybox").read_bytes()
+    applets = ["sh", "ls", "cat", "echo", "env", "pwd", "id"]
+    return tar(
+        entry("bin", type=tarfile.DIRTYPE),
+        entry("bin/busybox", binary, mode=0o755),
+        *(entry(f"bin/{name}", type=tarfile.SYMTYPE, linkname="busybox") for name in applets),
+        entry("work", type=tarfile.DIRTYPE),
+        entry("tmp", type=tarfile.DIRTYPE, mode=0o1777),
+    )
+
+
+def push(server: RegistryServer, tmp_path: Path, name: str, *layers: bytes, **kw: object) -> str:
+    layout = Layout(tmp_path / f"layout-{name}")
+    layout.tag(layout.image(list(layers), **kw), "v1")  # type: ignore[arg-type]
+    return server.push(layout.path, "v1", name)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ImageStore:
+    return ImageStore(tmp_path / "images")
+
+
+async def test_busybox_image(registry: RegistryServer, store: ImageStore, tmp_path: Path) -> None:
+    reference = push(registry, tmp_path, "busybox", busybox_layer(), config=CONFIG)
+    image = await pull(reference, store, registry.settings, PullPolicy.IF_MISSING)
+    assert image.config.entrypoint == ["/bin/sh", "-c"]
+    assert image.config.env == ["PATH=/bin", "GREETING=hello"]
+    assert (image.config.workdir, image.config.user) == ("/work", "1000:1000")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    store.unpack(image, tree, UnpackLimits())
+    assert (tree / "bin/busybox").read_bytes() == Path("/bin/busybox").read_bytes()
+    assert os.readlink(tree / "bin/sh") == "busybox"
+    assert (tree / "tmp").stat().st_mode & 0o7777 == 0o1777
+    # Present now: Never and IfMissing answer locally, Always asks again (same digest).
+    for policy in PullPolicy:
+        assert (await pull(reference, store, registry.settings, policy)).digest == image.digest
+
+
+async def test_layers_with_whiteouts_opaque_dirs_and_links(
+    registry: RegistryServer, store: ImageStore, tmp_path: Path
+) -> None:
+    lower = tar(
+        entry("etc/gone", b"a"),
+        entry("etc/kept", b"b"),
+        entry("opt/dir/old", b"old"),
+        entry("opt/dir/sub/deep", b"deep"),
+        entry("srv/tree/x", b"x"),
+        entry("usr/bin/tool", b"#!/bin/sh\n", mode=0o4755, uid=1000, gid=2000),
+        entry("usr/bin/tool-link", type=tarfile.LNKTYPE, linkname="usr/bin/tool"),
+        entry("usr/bin/abs", type=tarfile.SYMTYPE, linkname="/usr/bin/tool"),
+        entry("dev/null", type=tarfile.CHRTYPE, devmajor=1, devminor=3),
+        entry("run/fifo", type=tarfile.FIFOTYPE),
+    )
+    upper = tar(
+        entry("etc/.wh.gone"),
+        entry("srv/.wh.tree"),
+        entry("opt/dir/new", b"new"),  # before the opaque marker in the same layer: kept
+        entry("opt/dir/.wh..wh..opq"),
+        entry("etc/kept", b"replaced"),
+    )
+    top = tar(entry("srv/tree", b"now a file"))
+    layout = Layout(tmp_path / "layout")
+    manifest = layout.image([lower], compression="gzip")
+    # The same lower layer, then a zstd and an uncompressed one: three media types.
+    document = json.loads((layout.path / "blobs/sha256" / manifest["digest"][7:]).read_bytes())
+    extra = [Layout.blob(layout, *pair) for pair in _compressed(upper, top)]
+    document["layers"] += extra
+    tagged = layout.blob(json.dumps(document).encode(), document["mediaType"])
+    layout.tag(tagged, "v1")
+    reference = registry.push(layout.path, "v1", "layered")
+    image = await pull(reference, store, registry.settings)
+    assert [layer.media_type.rsplit(".", 1)[-1] for layer in image.layers] == [
+        "tar+gzip",
+        "tar+zstd",
+        "tar",
+    ]
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    store.unpack(image, tree, UnpackLimits())
+    assert not (tree / "etc/gone").exists()
+    assert (tree / "etc/kept").read_bytes() == b"replaced"
+    assert sorted(os.listdir(tree / "opt/dir")) == ["new"]
+    assert (tree / "srv/tree").read_bytes() == b"now a file"
+    tool = (tree / "usr/bin/tool").stat()
+    assert (tool.st_mode & 0o7777, tool.st_uid, tool.st_gid) == (0o4755, 1000, 2000)
+    assert (tree / "usr/bin/tool-link").stat().st_ino == tool.st_ino
+    assert os.readlink(tree / "usr/bin/abs") == "/usr/bin/tool"
+    assert not (tree / "dev/null").exists()
+    assert (tree / "run/fifo").is_fifo()
+
+
+def _compressed(upper: bytes, top: bytes) -> list[tuple[bytes, str]]:
+    from oci_layout import MEDIA, compress
+
+    return [(compress(upper, "zstd"), MEDIA["zstd"]), (top, MEDIA["tar"])]
+
+
+async def test_multi_arch_index_picks_the_host_platform(
+    registry: RegistryServer, store: ImageStore, tmp_path: Path
+) -> None:
+    layout = Layout(tmp_path / "layout")
+    amd64 = layout.image([tar(entry("arch", b"amd64"))], architecture="amd64")
+    arm64 = layout.image([tar(entry("arch", b"arm64"))], architecture="arm64")
+    layout.tag(layout.index([arm64, amd64]), "v1")
+    reference = registry.push(layout.path, "v1", "multi")
+    image = await pull(reference, store, registry.settings)
+    assert image.digest == amd64["digest"]
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    store.unpack(image, tree, UnpackLimits())
+    assert (tree / "arch").read_bytes() == b"amd64"
+    only_arm = Layout(tmp_path / "arm")
+    only_arm.tag(only_arm.index([only_arm.image([tar()], architecture="arm64")]), "v1")
+    arm_reference = registry.push(only_arm.path, "v1", "arm-only")
+    with pytest.raises(ImageError, match=r"no image for linux/amd64 \(available: linux/arm64\)"):
+        await pull(arm_reference, store, registry.settings)
+
+
+HOSTILE = {
+    "traversal": (tar(entry("../../escaped", b"x")), "'../../escaped' escapes the root"),
+    "absolute": (tar(entry("/etc/escaped", b"x")), "'/etc/escaped' has an absolute"),
+    "symlink-parent": (
+        tar(entry("evil", type=tarfile.SYMTYPE, linkname="{outside}"), entry("evil/escaped", b"x")),
+        "'evil/escaped' goes through 'evil', a symlink",
+    ),
+    "hardlink-out": (
+        tar(entry("link", type=tarfile.LNKTYPE, linkname="../../etc/passwd")),
+        "'../../etc/passwd' escapes the root",
+    ),
+    "hardlink-missing": (
+        tar(entry("link", type=tarfile.LNKTYPE, linkname="etc/shadow")),
+        "'etc/shadow' refers to a path not in the image",
+    ),
+    "huge-file": (
+        tar(entry("zeros", bytes(3 << 20))),
+        "'zeros' .* past its unpacked size limit of 2097152 bytes",
+    ),
+    "whiteout-dotdot": (tar(entry("a/.wh...")), "invalid whiteout 'a/.wh...'"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+async def test_hostile_layers_are_rejected_and_not_cached(
+    kind: str, registry: RegistryServer, store: ImageStore, tmp_path: Path
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    layer, problem = HOSTILE[kind]
+    layer = tar(*_rewrite_outside(layer, outside))
+    reference = push(registry, tmp_path, f"hostile-{kind}", layer)
+    image = await pull(reference, store, registry.settings)
+    tree = tmp_path / "work/tree"
+    tree.mkdir(parents=True)
+    with pytest.raises(ImageError, match=problem):
+        store.unpack(image, tree, UnpackLimits(max_bytes=2 << 20))
+    assert os.listdir(outside) == []
+    assert not (tmp_path / "escaped").exists()
+    assert not store.blobs.has(image.layers[0].digest)
+    assert store.lookup(image.reference) is None
+    with pytest.raises(ImageError, match="pull policy is Never"):
+        await pull(reference, store, registry.settings, PullPolicy.NEVER)
+
+
+def _rewrite_outside(layer: bytes, outside: Path) -> list[tuple[tarfile.TarInfo, bytes]]:
+    """The layer's entries, with a symlink target "{outside}" made to point at `outside`."""
+    import io
+
+    members = []
+    with tarfile.open(fileobj=io.BytesIO(layer)) as archive:
+        for member in archive:
+            if member.linkname == "{outside}":
+                member.linkname = str(outside)
+            file = archive.extractfile(member) if member.isreg() else None
+            members.append((member, file.read() if file else b""))
+    return members
+
+
+async def test_blob_with_a_wrong_digest_is_rejected_and_not_cached(
+    registry: RegistryServer, store: ImageStore, tmp_path: Path
+) -> None:
+    reference = push(registry, tmp_path, "corrupt", tar(entry("file", b"good content")))
+    layout_manifest = json.loads((tmp_path / "layout-corrupt/index.json").read_text())
+    manifest_digest = layout_manifest["manifests"][0]["digest"]
+    manifest = json.loads(
+        (tmp_path / "layout-corrupt/blobs/sha256" / manifest_digest[7:]).read_bytes()
+    )
+    layer = manifest["layers"][0]["digest"]
+    data = registry.blob_data(layer)
+    data.write_bytes(bytes(len(data.read_bytes())))
+    with pytest.raises(ImageError, match=f"blob {layer}: received .* with digest sha256:"):
+        await pull(reference, store, registry.settings)
+    assert not store.blobs.has(layer)
+    assert sorted(p.name for p in store.blobs.directory.iterdir()) == [
+        manifest["config"]["digest"][7:]
+    ]  # the config (verified) stays; no partial file is left, no manifest, no reference
+    with pytest.raises(ImageError, match="pull policy is Never"):
+        await pull(reference, store, registry.settings, PullPolicy.NEVER)
+
+
+async def test_never_with_a_missing_image(registry: RegistryServer, store: ImageStore) -> None:
+    with pytest.raises(ImageError, match=r"'127.0.0.1:\d+/absent:v1' is not in the local store"):
+        await pull(f"{registry.host}/absent:v1", store, registry.settings, PullPolicy.NEVER)
+
+
+async def test_missing_image_on_the_registry(registry: RegistryServer, store: ImageStore) -> None:
+    with pytest.raises(ImageError, match="absent:v1: not found on registry"):
+        await pull(f"{registry.host}/absent:v1", store, registry.settings)
+
+
+async def test_tls_and_basic_auth(
+    secure_registry: RegistryServer, store: ImageStore, tmp_path: Path
+) -> None:
+    reference = push(secure_registry, tmp_path, "private", tar(entry("secret", b"s")))
+    image = await pull(reference, store, secure_registry.settings)
+    assert image.layers
+    host = secure_registry.host
+    ca_only = RegistrySettings(hosts=secure_registry.settings.hosts)
+    with pytest.raises(ImageError, match=f"registry {host} requires a login"):
+        await pull(reference, store, ca_only, PullPolicy.ALWAYS)
+    wrong = RegistrySettings(
+        hosts=secure_registry.settings.hosts, credentials={host: Credentials(USER, "wrong")}
+    )
+    with pytest.raises(ImageError, match=f"registry {host} rejected the credentials"):
+        await pull(reference, store, wrong, PullPolicy.ALWAYS)
+    with pytest.raises(ImageError, match=f"cannot reach registry {host}: .*CERTIFICATE_VERIFY"):
+        await pull(reference, store, RegistrySettings(), PullPolicy.ALWAYS)
+
+
+async def test_credentials_from_a_docker_config(
+    secure_registry: RegistryServer, store: ImageStore, tmp_path: Path
+) -> None:
+    reference = push(secure_registry, tmp_path, "via-config", tar(entry("f", b"f")))
+    config = tmp_path / "config.json"
+    auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+    config.write_text(
+        json.dumps({"auths": {f"https://{secure_registry.host}/v1/": {"auth": auth}}})
+    )
+    credentials = read_docker_auths(config)
+    assert credentials == {secure_registry.host: Credentials(USER, PASSWORD)}
+    settings = RegistrySettings(hosts=secure_registry.settings.hosts, credentials=credentials)
+    assert (await pull(reference, store, settings)).layers
