@@ -30,6 +30,7 @@ class KernelVariant:
 
     `acpi`: the kernel finds its virtio-mmio devices in ACPI tables, not on the command
     line (a stock kernel without VIRTIO_MMIO_CMDLINE_DEVICES), so QEMU must build them.
+    `args`: kernel parameters this kernel boots faster with.
     """
 
     kernel: Path
@@ -37,6 +38,7 @@ class KernelVariant:
     version: str
     pvm: bool
     acpi: bool
+    args: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Assets:
     tsc_khz: int
     kernel_name: str = DEFAULT_KERNEL
     kernel_acpi: bool = False
+    kernel_args: tuple[str, ...] = ()
     kernels: Mapping[str, KernelVariant] = field(default_factory=dict)
 
     @classmethod
@@ -81,6 +84,7 @@ class Assets:
             tsc_khz=int(data.get("tsc_khz", 0)),
             kernel_name=kernel or DEFAULT_KERNEL,
             kernel_acpi=chosen.acpi,
+            kernel_args=chosen.args,
             kernels=kernels,
         )
         for path in (assets.kernel, assets.initramfs, assets.default_image):
@@ -108,6 +112,7 @@ def kernel_variants(manifest: Mapping[str, Any]) -> dict[str, KernelVariant]:
             version=str(entry.get("version", "")),
             pvm=bool(entry.get("pvm", False)),
             acpi=bool(entry.get("acpi", False)),
+            args=tuple(str(arg) for arg in entry.get("args", [])),
         )
     return kernels
 

@@ -80,6 +80,7 @@ def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
             "corral.root=/dev/vda",
             "corral.upper=/dev/vdb",
             f"corral.hostname={record.name}",
+            *assets.kernel_args,
         ],
         tsc_khz=assets.tsc_khz,
         acpi=assets.kernel_acpi,

@@ -52,7 +52,7 @@ def gather() -> dict[str, Any]:
         facts["assets"] = {
             key: _plain(value)
             for key, value in dataclasses.asdict(assets).items()
-            if key not in ("kernel_name", "kernel_acpi")
+            if key not in ("kernel_name", "kernel_acpi", "kernel_args")
         }
     host = accel.probe_host()
     choice = accel.choose("auto", host, kernel_pvm)
@@ -65,6 +65,8 @@ def _plain(value: Any) -> Any:
     """Paths as strings, the kernel variants as nested objects, for JSON."""
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, tuple):
+        return [_plain(item) for item in value]
     return value if isinstance(value, bool | int) else str(value)
 
 

@@ -2,13 +2,14 @@
 variant from the assets manifest."""
 
 import json
+import struct
 from pathlib import Path
 
 import pytest
 
 from corral._errors import BootError
 from corral.node_agent.assets import Assets
-from corral.node_agent.provision import module_load_order, module_name
+from corral.node_agent.provision import bzimage_payload, module_load_order, module_name
 
 # Shaped like Debian's: each line lists a module's whole dependency closure, not in an
 # order to load it (virtio_blk names virtio before virtio_ring, which virtio needs).
@@ -63,6 +64,16 @@ def test_a_dependency_without_its_own_line_is_an_error() -> None:
         module_load_order("kernel/virtio.ko: kernel/virtio_ring.ko\n", "", ["virtio"])
 
 
+def test_the_compressed_kernel_is_found_through_the_bzimage_header() -> None:
+    setup_sects, offset = 3, 100
+    stream = b"\x02\x21\x4c\x18compressed"
+    payload = stream + struct.pack("<I", 4096)  # the build appends the decompressed size
+    image = bytearray((setup_sects + 1) * 512 + offset) + payload + b"trailer"
+    image[0x1F1] = setup_sects
+    struct.pack_into("<II", image, 0x248, offset, len(payload))
+    assert bzimage_payload(bytes(image)) == (stream, 4096)
+
+
 def write_assets(root: Path, with_variants: bool = True) -> Path:
     for name in ("vmlinux", "initramfs.cpio", "vmlinuz", "cloud.cpio", "rootfs"):
         (root / name).touch()
@@ -76,7 +87,8 @@ def write_assets(root: Path, with_variants: bool = True) -> Path:
     }
     if with_variants:
         cloud = {"kernel": str(root / "vmlinuz"), "initramfs": str(root / "cloud.cpio"),
-                 "version": "6.1.0-56-cloud-amd64", "pvm": False, "acpi": True}  # fmt: skip
+                 "version": "6.1.0-56-cloud-amd64", "pvm": False, "acpi": True,
+                 "args": ["cryptomgr.notests"]}  # fmt: skip
         manifest["kernels"] = {"debian-cloud": cloud}
     (root / "current.json").write_text(json.dumps(manifest))
     return root
@@ -86,12 +98,14 @@ def test_a_variant_name_selects_its_kernel_and_initramfs(tmp_path: Path) -> None
     assets = Assets.load(write_assets(tmp_path), "debian-cloud")
     assert (assets.kernel, assets.initramfs) == (tmp_path / "vmlinuz", tmp_path / "cloud.cpio")
     assert assets.kernel_acpi and assets.kernel_version == "6.1.0-56-cloud-amd64"
+    assert assets.kernel_args == ("cryptomgr.notests",)
     default = Assets.load(tmp_path)
     assert (default.kernel, default.initramfs) == (
         tmp_path / "vmlinux",
         tmp_path / "initramfs.cpio",
     )
-    assert not default.kernel_acpi and default.kernel_name == "corral"
+    assert not default.kernel_acpi and not default.kernel_args
+    assert default.kernel_name == "corral"
     assert list(default.kernels) == ["corral", "debian-cloud"]
 
 
