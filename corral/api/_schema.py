@@ -89,8 +89,11 @@ def _node(node: JSON, defs: JSON, path: str) -> JSON:
         }
         _transition_rules(node)
     for key in ("items", "additionalProperties"):
-        if isinstance(node.get(key), dict):
-            node[key] = _node(node[key], defs, f"{path}.{key}")
+        if key not in node:
+            continue
+        if not isinstance(node[key], dict):
+            raise NotStructural(f"{path}.{key}: must be a schema, not {node[key]!r}")
+        node[key] = _node(node[key], defs, f"{path}.{key}")
     return dict(sorted(node.items()))
 
 
