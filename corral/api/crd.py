@@ -11,6 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from corral.api._meta import CATEGORY, GROUP, VERSION, Resource
 from corral.api._network import NetworkPolicy
 from corral.api._sandbox import Sandbox
@@ -22,11 +24,17 @@ RESOURCES: tuple[type[Resource], ...] = (Sandbox, Volume, NetworkPolicy)
 _HEADER = "# Generated from corral.api by `python -m corral.api.crd --write crds/`; do not edit.\n"
 
 
+def _model(resource: type[Resource], field: str) -> type[BaseModel]:
+    annotation = resource.model_fields[field].annotation
+    if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+        raise TypeError(f"{resource.__name__}.{field} must be a model, not {annotation!r}")
+    return annotation
+
+
 def _root_schema(resource: type[Resource]) -> JSON:
-    spec_field = resource.model_fields["spec"]
-    status_type = resource.model_fields["status"].annotation
-    assert isinstance(spec_field.annotation, type) and isinstance(status_type, type)
-    spec = structural(spec_field.annotation)
+    """The object's schema. `metadata` is the API server's (a CRD may only narrow names);
+    a spec with nothing required defaults to `{}`, so its own defaults apply too."""
+    spec = structural(_model(resource, "spec"))
     schema: JSON = {
         "type": "object",
         "description": prose(resource.__doc__ or ""),
@@ -41,10 +49,10 @@ def _root_schema(resource: type[Resource]) -> JSON:
             },
             "metadata": {"type": "object"},
             "spec": spec,
-            "status": structural(status_type),
+            "status": structural(_model(resource, "status")),
         },
     }
-    if spec_field.is_required():
+    if resource.model_fields["spec"].is_required():
         schema["required"] = ["spec"]
     else:
         spec["default"] = {}
