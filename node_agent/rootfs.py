@@ -1,8 +1,9 @@
 """Root disks: one read-only ext4 base per image, shared; one sparse upper per sandbox.
 
 The guest agent overlays the per-sandbox upper disk on the shared base, so a second
-sandbox of an image costs one sparse file. Sources for now: the default image, a local
-directory, or a rootfs tarball. Bases are built into a temporary file and renamed into
+sandbox of an image costs one sparse file. Sources: the default image, a local
+directory, a rootfs tarball, or an OCI image reference, pulled into the image store
+(`images`) and keyed by its manifest digest. Bases are built into a temporary file and renamed into
 place under a lock, so a half-built disk is never used and two builders never race.
 """
 
@@ -23,6 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral._errors import ImageError
+from corral.node_agent.images.manifest import ImageConfig
+from corral.node_agent.images.reference import parse
+from corral.node_agent.images.store import Image, ImageStore
+from corral.node_agent.images.unpack import UnpackLimits
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -53,12 +58,17 @@ class ImageDefaults:
 @dataclass(frozen=True)
 class ImageSource:
     reference: str
-    path: Path
-    kind: str  # "directory" or "tarball"
+    path: Path  # the directory or tarball; for "oci", the image store
+    kind: str  # "directory", "tarball" or "oci"
     defaults: ImageDefaults
+    image: Image | None = None  # for "oci"
 
 
-def resolve(reference: str, default_image: Path) -> ImageSource:
+def resolve(
+    reference: str, default_image: Path, images: Path | None = None, policy: str = "IfMissing"
+) -> ImageSource:
+    """What `reference` names: 'default', a directory, a tarball, else an OCI reference
+    pulled (per `policy`: Always, IfMissing, Never) into the image store at `images`."""
     path = default_image if reference == "default" else Path(reference)
     if path.is_dir():
         defaults = _read_defaults(path.parent / "image.json" if reference == "default" else None)
@@ -67,8 +77,38 @@ def resolve(reference: str, default_image: Path) -> ImageSource:
         if not tarfile.is_tarfile(path):
             raise ImageError(f"image {reference!r}: {path} is not a tar archive")
         return ImageSource(reference, path, "tarball", ImageDefaults())
-    raise ImageError(
-        f"image {reference!r} not found: expected 'default', a rootfs directory or a rootfs tarball"
+    if images is None or reference.startswith(("/", ".")):
+        raise ImageError(
+            f"image {reference!r} not found: expected 'default', a rootfs directory, "
+            "a rootfs tarball or an image reference"
+        )
+    image = _pull(reference, images, policy)
+    return ImageSource(reference, images, "oci", _oci_defaults(image.config), image)
+
+
+def _pull(reference: str, images: Path, policy: str) -> Image:
+    store = ImageStore(images)
+    if policy != "Always":
+        local = store.lookup(parse(reference))
+        if local is not None:
+            return local
+    # Only a pull loads the registry client (aiohttp): a local image boots without it.
+    from corral.node_agent.images import settings
+    from corral.node_agent.images.pull import PullPolicy, pull_sync
+
+    registries = settings.load(images.parent)
+    return pull_sync(reference, store, registries, PullPolicy(policy))
+
+
+def _oci_defaults(config: ImageConfig) -> ImageDefaults:
+    env = dict(item.split("=", 1) for item in config.env if "=" in item)
+    env.setdefault("PATH", DEFAULT_PATH)
+    return ImageDefaults(
+        env=env,
+        entrypoint=config.entrypoint,
+        cmd=config.cmd,
+        workdir=config.workdir or "/",
+        user=config.user or "0",  # uid 0 needs no /etc/passwd, which an image may lack
     )
 
 
@@ -90,8 +130,12 @@ DISK_FORMAT = 2
 
 
 def source_key(source: ImageSource) -> str:
-    """A content key: the tarball's sha256, or a digest of a directory's metadata walk."""
+    """A content key: the image's manifest digest, the tarball's sha256, or a digest of a
+    directory's metadata walk."""
     digest = hashlib.sha256(f"{DISK_FORMAT}:{source.kind}".encode())
+    if source.image is not None:
+        digest.update(source.image.digest.encode())
+        return digest.hexdigest()
     if source.kind == "tarball":
         with source.path.open("rb") as file:
             for block in iter(lambda: file.read(1 << 20), b""):
@@ -136,6 +180,10 @@ def base_disk(source: ImageSource, cache: Path) -> Path:
             if source.kind == "tarball":
                 tree = Path(scratch) / "tree"
                 _extract(source.path, tree)
+            elif source.image is not None:
+                tree = Path(scratch) / "tree"
+                tree.mkdir()
+                ImageStore(source.path).unpack(source.image, tree, UnpackLimits())
             partial = Path(scratch) / "root.ext4"
             make_ext4(partial, tree, label="corral-root")
             os.chmod(partial, 0o444)

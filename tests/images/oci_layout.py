@@ -30,6 +30,19 @@ def entry(name: str, data: bytes = b"", **fields: Any) -> tuple[tarfile.TarInfo,
     return info, data
 
 
+def busybox_layer() -> bytes:
+    """/bin/busybox (busybox-static), the applets the tests use, and the usual dirs."""
+    binary = Path("/bin/busybox").read_bytes()
+    applets = ["sh", "ls", "cat", "echo", "env", "pwd", "id"]
+    dirs = ["dev", "proc", "sys", "run", "etc", "root", "work"]
+    return tar(
+        *(entry(name, type=tarfile.DIRTYPE) for name in ["bin", *dirs]),
+        entry("bin/busybox", binary, mode=0o755),
+        *(entry(f"bin/{name}", type=tarfile.SYMTYPE, linkname="busybox") for name in applets),
+        entry("tmp", type=tarfile.DIRTYPE, mode=0o1777),
+    )
+
+
 def tar(*entries: tuple[tarfile.TarInfo, bytes]) -> bytes:
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:

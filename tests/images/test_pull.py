@@ -5,20 +5,21 @@ hostile or corrupt content that is rejected without anything being cached."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import PASSWORD, USER, RegistryServer
-from oci_layout import Layout, entry, tar
 
 from corral import ImageError
 from corral.node_agent.images.pull import PullPolicy, pull
 from corral.node_agent.images.settings import Credentials, RegistrySettings, read_docker_auths
 from corral.node_agent.images.store import ImageStore
 from corral.node_agent.images.unpack import UnpackLimits
+from images.oci_layout import MEDIA, Layout, busybox_layer, compress, entry, tar
+from images.registry import PASSWORD, USER, RegistryServer
 
 CONFIG = {
     "Entrypoint": ["/bin/sh", "-c"],
@@ -27,19 +28,6 @@ CONFIG = {
     "WorkingDir": "/work",
     "User": "1000:1000",
 }
-
-
-def busybox_layer() -> bytes:
-    """/bin/busybox (busybox-static) and the applets the tests use, as symlinks."""
-    binary = Path("/bin/busybox").read_bytes()
-    applets = ["sh", "ls", "cat", "echo", "env", "pwd", "id"]
-    return tar(
-        entry("bin", type=tarfile.DIRTYPE),
-        entry("bin/busybox", binary, mode=0o755),
-        *(entry(f"bin/{name}", type=tarfile.SYMTYPE, linkname="busybox") for name in applets),
-        entry("work", type=tarfile.DIRTYPE),
-        entry("tmp", type=tarfile.DIRTYPE, mode=0o1777),
-    )
 
 
 def push(server: RegistryServer, tmp_path: Path, name: str, *layers: bytes, **kw: object) -> str:
@@ -124,8 +112,6 @@ async def test_layers_with_whiteouts_opaque_dirs_and_links(
 
 
 def _compressed(upper: bytes, top: bytes) -> list[tuple[bytes, str]]:
-    from oci_layout import MEDIA, compress
-
     return [(compress(upper, "zstd"), MEDIA["zstd"]), (top, MEDIA["tar"])]
 
 
@@ -197,8 +183,6 @@ async def test_hostile_layers_are_rejected_and_not_cached(
 
 def _rewrite_outside(layer: bytes, outside: Path) -> list[tuple[tarfile.TarInfo, bytes]]:
     """The layer's entries, with a symlink target "{outside}" made to point at `outside`."""
-    import io
-
     members = []
     with tarfile.open(fileobj=io.BytesIO(layer)) as archive:
         for member in archive:
