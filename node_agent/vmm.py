@@ -22,6 +22,9 @@ from corral.node_agent.accel import Accel
 
 QEMU_BINARY = "qemu-system-x86_64"
 CHANNEL_NAME = "corral.0"
+# Under TCG, hide ERMS/FSRM: with them the guest kernel uses `rep movsb/stosb`, which TCG
+# runs a byte at a time (pipes 2-4x and first-touch memory 1.2-2.5x slower, measured).
+TCG_CPU = "max,-erms,-fsrm"
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ def qemu_command(spec: VmSpec) -> list[str]:
         "-M", f"microvm,x-option-roms=off,isa-serial=on,acpi={'on' if spec.acpi else 'off'}",
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-accel", spec.accel,
-        "-cpu", "host" if spec.accel == "kvm" else "max",
+        "-cpu", "host" if spec.accel == "kvm" else TCG_CPU,
         "-smp", str(spec.cpus),
         "-m", str(spec.memory_mib),
         "-kernel", str(spec.kernel),

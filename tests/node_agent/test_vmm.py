@@ -39,6 +39,8 @@ def test_tcg_gets_the_measured_timer_parameters_and_kvm_does_not() -> None:
     kvm = kernel_cmdline(spec("kvm"))
     assert "noapictimer" not in kvm and "corral.root=/dev/vda" in kvm
     assert qemu_command(spec("kvm"))[qemu_command(spec("kvm")).index("-cpu") + 1] == "host"
+    tcg = qemu_command(spec("tcg"))
+    assert tcg[tcg.index("-cpu") + 1] == "max,-erms,-fsrm"
 
 
 def test_a_kernel_that_finds_devices_in_acpi_gets_acpi_and_keeps_its_apic_timer() -> None:
