@@ -119,7 +119,7 @@ class Unpacker:
         elif member.issym():
             os.symlink(member.linkname, name, dir_fd=parent)
         elif member.islnk():
-            self._link(member, parent, what)
+            self._link(member, name, parent, what)
             return  # a hard link shares its target's inode and metadata
         elif member.isfifo():
             os.mkfifo(name, 0o600, dir_fd=parent)
@@ -155,19 +155,13 @@ class Unpacker:
         finally:
             os.close(fd)
 
-    def _link(self, member: tarfile.TarInfo, parent: int, what: str) -> None:
+    def _link(self, member: tarfile.TarInfo, name: str, parent: int, what: str) -> None:
         target = _parts(member.linkname, what)
         if not target:
             raise ImageError(f"layer {what}: hard link {member.name!r} to the root")
         source = self._open_parent(target, member.linkname, what, create=False)
         try:
-            os.link(
-                target[-1],
-                _parts(member.name, what)[-1],
-                src_dir_fd=source,
-                dst_dir_fd=parent,
-                follow_symlinks=False,
-            )
+            os.link(target[-1], name, src_dir_fd=source, dst_dir_fd=parent, follow_symlinks=False)
         finally:
             os.close(source)
 
