@@ -94,8 +94,8 @@ class Assets:
 
 
 def kernel_variants(manifest: Mapping[str, Any]) -> dict[str, KernelVariant]:
-    """The kernel variants a manifest records, the default (its top-level kernel) first;
-    one written before variants existed has only that one."""
+    """The kernel variants a manifest records: its top-level kernel is the default, first,
+    and `kernels` adds the others by name (a manifest from before variants has none)."""
     kernels = {
         DEFAULT_KERNEL: KernelVariant(
             kernel=Path(manifest["kernel"]),

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from corral._paths import Paths
-from corral.node_agent.assets import CLOUD_KERNEL, DEFAULT_KERNEL, host_tsc_khz
+from corral.node_agent.assets import CLOUD_KERNEL, host_tsc_khz
 
 REPO = Path(__file__).resolve().parent.parent
 GEN_CPIO = REPO / "node_agent/guest/build/gen_cpio"
@@ -300,19 +300,12 @@ def main() -> None:
     cloud = build_cloud_kernel(paths.assets, initramfs)
     log("default image (busybox)")
     default_image = build_default_image(paths.assets)
-    default = {
-        "kernel": str(vmlinux),
-        "initramfs": str(initramfs),
-        "version": kernel_meta.get("version", ""),
-        "pvm": bool(kernel_meta.get("pvm", False)),
-        "acpi": False,
-    }
     manifest = {
-        "kernel": default["kernel"],
-        "kernel_version": default["version"],
-        "kernel_pvm": default["pvm"],
-        "initramfs": default["initramfs"],
-        "kernels": {DEFAULT_KERNEL: default, CLOUD_KERNEL: cloud},
+        "kernel": str(vmlinux),
+        "kernel_version": kernel_meta.get("version", ""),
+        "kernel_pvm": bool(kernel_meta.get("pvm", False)),
+        "initramfs": str(initramfs),
+        "kernels": {CLOUD_KERNEL: cloud},
         "agent_version": agent_version,
         "default_image": str(default_image),
         "tsc_khz": host_tsc_khz(),
