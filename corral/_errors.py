@@ -56,6 +56,7 @@ class SandboxTimeout(CorralError):
 class BootError(CorralError):
     def __init__(self, message: str, console: str = "") -> None:
         super().__init__(message + (f"\n--- console tail ---\n{console}" if console else ""))
+        self.message = message
         self.console = console
 
 

@@ -42,7 +42,6 @@ from corral._state import LIVE_STATUSES, SandboxRecord, StateStore, process_aliv
 
 T = TypeVar("T")
 CREATE_TIMEOUT = 300.0
-REPORTED_ERRORS: dict[str, type[CorralError]] = {"ImageError": ImageError}
 
 
 class SandboxSettings:
@@ -147,8 +146,10 @@ class Sandbox:
             directory.mkdir(parents=True)
             report = await _start_supervisor(paths, config.name, directory, detached)
             if not report.get("ok"):
-                error = REPORTED_ERRORS.get(str(report.get("kind")), BootError)
-                raise error(str(report.get("error")))
+                message = str(report.get("error"))
+                if report.get("kind") == "ImageError":
+                    raise ImageError(message)
+                raise BootError(message, str(report.get("console", "")))
             sandbox = await cls.get(config.name)
             sandbox._created_here = True
             return sandbox

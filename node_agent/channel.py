@@ -78,7 +78,10 @@ class GuestChannel:
         for frame in self._decoder.feed(b""):
             yield frame
         while True:
-            data = await self._reader.read(READ_CHUNK)
+            try:
+                data = await self._reader.read(READ_CHUNK)
+            except ConnectionResetError:
+                return  # QEMU went away: the same as the guest closing the channel
             if not data:
                 return
             for frame in self._decoder.feed(data):

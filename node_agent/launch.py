@@ -112,9 +112,10 @@ def report(message: dict[str, object]) -> None:
 def fail(store: StateStore, name: str, error: Exception) -> int:
     if not isinstance(error, CorralError):
         error = BootError(f"{type(error).__name__}: {error}")
-    reason = str(error).splitlines()[0]
-    store.update(name, status="failed", reason=reason, finished_at=time.time())
-    report({"ok": False, "kind": type(error).__name__, "error": str(error)})
+    message = error.message if isinstance(error, BootError) else str(error)
+    console = error.console if isinstance(error, BootError) else ""
+    store.update(name, status="failed", reason=message.splitlines()[0], finished_at=time.time())
+    report({"ok": False, "kind": type(error).__name__, "error": message, "console": console})
     return 1
 
 

@@ -39,6 +39,7 @@ MAIN_CLIENT = 0  # the supervisor itself, as the client of the sandbox's main pr
 MAIN_STREAM = 1
 BOOT_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
+EXIT_GRACE = 2.0  # how long a failed handshake waits to learn whether QEMU exited
 READ_CHUNK = 1 << 20
 MAX_CLIENT_BACKLOG = 64 << 20  # bytes queued for a client that does not read
 OWNER_EXITED = "owner process exited"
@@ -104,8 +105,12 @@ class Supervisor:
         try:
             self.hello = greeting.result()
         except ProtocolError as exc:
+            problem = f"guest handshake failed: {exc}"
+            with contextlib.suppress(TimeoutError):  # a channel that closed: did QEMU exit?
+                code = await asyncio.wait_for(asyncio.shield(self.qemu_exited), EXIT_GRACE)
+                problem = f"the guest did not come up: {self.qemu.describe_exit(code)}"
             self.qemu.kill()
-            raise BootError(f"guest handshake failed: {exc}", self.console_tail()) from exc
+            raise BootError(problem, self.console_tail()) from exc
         self.api = await asyncio.start_unix_server(
             self.serve_client, path=str(self.dir / "api.sock"), limit=READ_CHUNK
         )

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from corral import (
+    BootError,
     ImageError,
     InvalidConfig,
     Sandbox,
@@ -187,3 +192,33 @@ async def test_a_client_that_stops_reading_is_cut_off_not_buffered(corral_home: 
         assert seen_running and running == 0, "the silent client's commands should be killed"
         assert (await sb.exec("echo", ["alive"])).stdout == b"alive\n"
         writer.close()
+
+
+@pytest.fixture
+def broken_home(corral_home: Path, tmp_path: Path) -> Iterator[Path]:
+    """A CORRAL_HOME whose initramfs has an /init the kernel cannot run."""
+    home = Path(tempfile.mkdtemp(prefix="corral-b", dir="/tmp"))  # short socket paths
+    (tmp_path / "init").write_text("not a program\n")
+    (tmp_path / "list").write_text(
+        f"dir /dev 0755\nnod /dev/console 0600 c 5 1\nfile /init 0755 {tmp_path / 'init'}\n"
+    )
+    gen_cpio = Path(__file__).resolve().parents[2] / "node_agent/guest/build/gen_cpio"
+    subprocess.run([gen_cpio, tmp_path / "list", tmp_path / "initramfs.cpio"], check=True)
+    (home / "assets").mkdir()
+    manifest = json.loads((corral_home / "assets/current.json").read_text())
+    manifest["initramfs"] = str(tmp_path / "initramfs.cpio")
+    (home / "assets/current.json").write_text(json.dumps(manifest))
+    yield home
+    shutil.rmtree(home, ignore_errors=True)
+
+
+async def test_a_guest_that_dies_during_boot_is_a_boot_error_with_the_console(
+    broken_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CORRAL_HOME", str(broken_home))
+    with pytest.raises(BootError) as error:
+        await Sandbox.builder("dies").create()
+    assert error.value.message == "the guest did not come up: QEMU exited with status 0"
+    assert "Failed to execute /init" in error.value.console
+    assert str(error.value).count("console tail") == 1
+    assert Sandbox.list() == []
