@@ -11,8 +11,11 @@ BENCHMARKS = ["boot", "exec_latency", "fs_throughput", "memory"]
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("names", nargs="*", choices=[*BENCHMARKS, []], default=BENCHMARKS)
+    parser.add_argument("names", nargs="*", metavar="NAME", help=f"any of {BENCHMARKS}")
     args = parser.parse_args()
+    unknown = set(args.names) - set(BENCHMARKS)
+    if unknown:
+        parser.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {BENCHMARKS}")
     for name in args.names or BENCHMARKS:
         module = importlib.import_module(f"bench.{name}")
         asyncio.run(module.main())
