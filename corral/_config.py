@@ -33,6 +33,9 @@ class SandboxConfig(BaseModel):
     cmd: list[str] | None = None
     accel: Literal["auto", "kvm", "tcg"] = "auto"
     kernel: str | None = None
+    pull_policy: Literal["Always", "IfMissing", "Never"] = "IfMissing"
+    """When to ask the registry for an image reference: every time, only when the image
+    is not in the local store, or never (a missing image is then an error)."""
 
     @field_validator("env")
     @classmethod

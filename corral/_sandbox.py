@@ -89,6 +89,10 @@ class SandboxSettings:
     def kernel(self, path: str) -> Self:
         return self._set("kernel", path)
 
+    def pull_policy(self, policy: str) -> Self:
+        """When to ask the registry: "Always", "IfMissing" (the default) or "Never"."""
+        return self._set("pull_policy", policy)
+
     def config(self) -> SandboxConfig:
         return build_config(**self._values)
 

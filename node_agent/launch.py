@@ -61,7 +61,8 @@ def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
         choice = accel.choose(config["accel"], accel.probe_host(), assets.kernel_pvm)
     except ValueError as exc:
         raise BootError(str(exc)) from None
-    source = rootfs.resolve(config["image"], assets.default_image, paths.images)
+    policy = config.get("pull_policy", "IfMissing")  # records written before it existed
+    source = rootfs.resolve(config["image"], assets.default_image, paths.images, policy)
     base = rootfs.base_disk(source, paths.images)
     upper = directory / "upper.ext4"
     rootfs.upper_disk(upper, config["disk_mib"], paths.images)

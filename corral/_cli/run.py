@@ -15,6 +15,9 @@ from corral._cli.stream import attach
 from corral._config import DEFAULT_IMAGE
 from corral._sandbox import Sandbox, SandboxBuilder
 
+PULL_POLICIES = {"always": "Always", "missing": "IfMissing", "never": "Never"}
+"""`--pull` values (docker's names) and the SandboxConfig.pull_policy each means."""
+
 
 @click.command(cls=TailCommand, example="corral run -- echo hello")
 @click.argument("image", required=False, default=DEFAULT_IMAGE)
@@ -29,6 +32,11 @@ from corral._sandbox import Sandbox, SandboxBuilder
     metavar="NAME|PATH",
     help="Guest kernel: a variant from `corral info` (e.g. debian-cloud) or a kernel image path.",
 )
+@click.option(
+    "--pull",
+    type=click.Choice(list(PULL_POLICIES)),
+    help="When to ask the registry for IMAGE (default: missing, only if not stored).",
+)
 @process_options
 def run(
     image: str,
@@ -39,6 +47,7 @@ def run(
     disk: int | None,
     accel: str | None,
     kernel: str | None,
+    pull: str | None,
     interactive: bool,
     tty: bool,
     env: dict[str, str],
@@ -69,6 +78,8 @@ def run(
     if kernel is not None:
         # A path is resolved here, against our working directory, not the supervisor's.
         builder.kernel(os.path.abspath(kernel) if "/" in kernel else kernel)
+    if pull is not None:
+        builder.pull_policy(PULL_POLICIES[pull])
     if detach:
         given = {"a command": bool(command), "-i": interactive, "-t": tty, "--timeout": timeout}
         misplaced = [what for what, value in given.items() if value]

@@ -65,3 +65,20 @@ async def test_boot_from_a_pulled_image(busybox: str, corral_home: Path) -> None
 async def test_unknown_image_is_a_clear_error(registry: RegistryServer, corral_home: Path) -> None:
     with pytest.raises(ImageError, match=r"absent:1\.0: not found on registry"):
         await Sandbox.builder("oci-absent").image(f"{registry.host}/absent:1.0").create()
+
+
+async def test_never_policy_with_a_missing_image(
+    registry: RegistryServer, corral_home: Path, tmp_path: Path
+) -> None:
+    """The image is on the registry but not local: Never refuses to pull it, and the
+    failed create leaves no record, no sandbox directory and nothing in the image store."""
+    layout = Layout(tmp_path / "never")
+    layout.tag(layout.image([busybox_layer()], config=CONFIG), "1.0")
+    reference = registry.push(layout.path, "1.0", "corral/never")
+    images = corral_home / "images"
+    before = set(images.rglob("*")), set((corral_home / "sandboxes").glob("*"))
+    builder = Sandbox.builder("oci-never").image(reference).pull_policy("Never")
+    with pytest.raises(ImageError, match=r"not in the local store and the pull policy is Never"):
+        await builder.create()
+    assert "oci-never" not in {record.name for record in Sandbox.list()}
+    assert (set(images.rglob("*")), set((corral_home / "sandboxes").glob("*"))) == before
