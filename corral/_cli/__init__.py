@@ -13,7 +13,7 @@ from typing import NoReturn
 
 import click
 
-from corral._cli import errors, fs, info, manage, run, shell
+from corral._cli import errors, fs, images, info, manage, run, shell
 from corral._errors import CorralError
 
 
@@ -34,6 +34,8 @@ for command in (
     manage.kill,
     manage.rm,
     info.info,
+    images.pull,
+    images.image,
 ):
     cli.add_command(command)
 

@@ -111,6 +111,16 @@ class BlobStore:
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(name)
 
+    def digests(self) -> list[str]:
+        """Every stored blob (not the partial files of downloads in progress)."""
+        if not self.directory.is_dir():
+            return []
+        return sorted(
+            "sha256:" + path.name
+            for path in self.directory.iterdir()
+            if not path.name.startswith(".")
+        )
+
     def remove(self, digest: str) -> None:
         """Forget a blob (e.g. a layer that was rejected); "already gone" is success."""
         with contextlib.suppress(FileNotFoundError):

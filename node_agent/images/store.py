@@ -1,15 +1,15 @@
 """Local images: which manifest a reference names, and an image's tree from its blobs.
 
 Lives under `$CORRAL_HOME/images/`: `blobs/` (the BlobStore) and `refs/`, one small
-JSON file per pulled reference naming its manifest digest, written atomically after
-every blob it needs is stored. An image is present when its manifest, config and layers
-all are. A layer that fails to unpack (hostile or corrupt) is deleted along with the
-reference, so nothing of it stays cached.
+JSON file per pulled reference (by tag or by digest) naming its manifest digest, written
+atomically after every blob it needs is stored. The records are the roots from which
+`corral image prune` finds the blobs still needed. An image is present when its
+manifest, config and layers all are. A layer that fails to unpack (hostile or corrupt)
+is deleted along with the reference, so nothing of it stays cached.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -22,7 +22,7 @@ from corral._errors import ImageError
 from corral.node_agent.images import manifest
 from corral.node_agent.images.blobs import BlobStore, HashingReader
 from corral.node_agent.images.manifest import Descriptor, ImageConfig
-from corral.node_agent.images.reference import Reference, validate_digest
+from corral.node_agent.images.reference import Reference, parse, validate_digest
 from corral.node_agent.images.unpack import CHUNK, Unpacker, UnpackLimits
 
 
@@ -43,13 +43,11 @@ class ImageStore:
         self.refs = root / "refs"
 
     def _ref_path(self, reference: Reference) -> Path:
-        name = f"{reference.registry}/{reference.repository}:{reference.tag}"
-        return self.refs / (hashlib.sha256(name.encode()).hexdigest() + ".json")
+        return self.refs / (hashlib.sha256(str(reference).encode()).hexdigest() + ".json")
 
     def record(self, reference: Reference, digest: str) -> None:
-        """Remember that `reference` (by tag) names manifest `digest`."""
-        if reference.digest:
-            return  # a digest reference names itself
+        """Remember that `reference` names manifest `digest` (a digest reference is
+        recorded too, so that listing and pruning see the image)."""
         self.refs.mkdir(parents=True, exist_ok=True)
         document = {"reference": str(reference), "digest": digest}
         fd, partial = tempfile.mkstemp(dir=self.refs, prefix=".partial-")
@@ -57,13 +55,56 @@ class ImageStore:
             json.dump(document, file)
         os.replace(partial, self._ref_path(reference))
 
-    def forget(self, reference: Reference) -> None:
-        with contextlib.suppress(FileNotFoundError):
+    def forget(self, reference: Reference) -> bool:
+        """Drop the record of `reference` (its blobs stay until a prune); whether it was
+        there."""
+        try:
             self._ref_path(reference).unlink()
+        except FileNotFoundError:
+            return False
+        return True
+
+    def records(self) -> list[tuple[Reference, str]]:
+        """Every recorded (reference, manifest digest), sorted by reference."""
+        found = []
+        for path in self.refs.glob("*.json"):
+            try:
+                document = json.loads(path.read_text())
+                found.append((parse(document["reference"]), validate_digest(document["digest"])))
+            except FileNotFoundError:
+                continue  # removed while we listed
+            except (ValueError, KeyError, TypeError, ImageError) as exc:
+                raise ImageError(f"image record {path} is corrupt: {exc}") from None
+        return sorted(found, key=lambda item: str(item[0]))
+
+    def blobs_of(self, digest: str) -> set[str]:
+        """The blobs the image with manifest `digest` needs: manifest, config, layers
+        (those of its manifest that are present; nothing if the manifest is gone)."""
+        if not self.blobs.has(digest):
+            return set()
+        data = self.blobs.read(digest, manifest.MAX_MANIFEST_BYTES)
+        found = manifest.parse(data, "", f"manifest {digest}")
+        if not isinstance(found, manifest.Manifest):
+            return {digest}
+        return {digest, found.config.digest, *(layer.digest for layer in found.layers)}
+
+    def prune(self, keep: set[str]) -> list[str]:
+        """Remove every stored blob that no record and no manifest in `keep` needs; the
+        removed digests. Temporary files of downloads in progress are left alone."""
+        needed = set()
+        for digest in keep | {digest for _, digest in self.records()}:
+            needed |= self.blobs_of(digest)
+        removed = []
+        for digest in self.blobs.digests():
+            if digest not in needed:
+                self.blobs.remove(digest)
+                removed.append(digest)
+        return removed
 
     def lookup(self, reference: Reference) -> Image | None:
         """The local image `reference` names, if every blob of it is present."""
-        digest = reference.digest or self._recorded_digest(reference)
+        # The record first: for a digest naming an index, it holds this platform's manifest.
+        digest = self._recorded_digest(reference) or reference.digest
         if digest is None or not self.blobs.has(digest):
             return None
         image = self.image(reference, digest)
