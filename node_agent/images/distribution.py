@@ -104,11 +104,18 @@ class Registry:
         url = self._url(reference, "blobs", descriptor.digest)
         async with self._get(reference, url, "*/*") as response:
             received = 0
-            async for chunk in response.content.iter_chunked(CHUNK):
-                write(chunk)
-                received += len(chunk)
-                if progress is not None:
-                    progress(descriptor.digest, received, descriptor.size)
+            try:
+                async for chunk in response.content.iter_chunked(CHUNK):
+                    write(chunk)
+                    received += len(chunk)
+                    if progress is not None:
+                        progress(descriptor.digest, received, descriptor.size)
+            except (aiohttp.ClientError, OSError) as exc:
+                raise ImageError(
+                    f"registry {reference.registry}: the download of {descriptor.digest} "
+                    f"broke off after {received} of {descriptor.size} bytes "
+                    f"({type(exc).__name__}: {exc}); nothing of it was kept"
+                ) from None
 
     @asynccontextmanager
     async def _get(
@@ -214,8 +221,11 @@ async def _read_bounded(response: aiohttp.ClientResponse, limit: int, url: str) 
     if (response.content_length or 0) > limit:
         raise ImageError(f"{url}: {response.content_length} bytes, more than {limit} allowed")
     data = bytearray()
-    async for chunk in response.content.iter_chunked(CHUNK):
-        data += chunk
-        if len(data) > limit:
-            raise ImageError(f"{url}: more than {limit} bytes")
+    try:
+        async for chunk in response.content.iter_chunked(CHUNK):
+            data += chunk
+            if len(data) > limit:
+                raise ImageError(f"{url}: more than {limit} bytes")
+    except (aiohttp.ClientError, OSError) as exc:
+        raise ImageError(f"{url}: the response broke off ({type(exc).__name__}: {exc})") from None
     return bytes(data)

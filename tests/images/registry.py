@@ -24,13 +24,38 @@ USER, PASSWORD = "corral", "s3cret-pw"
 TOOLS = ("docker-registry", "skopeo", "htpasswd", "openssl")
 
 
-@dataclass(frozen=True)
+@dataclass
 class RegistryServer:
     host: str
     storage: Path
     settings: RegistrySettings
     """What the client needs: insecure or the CA, and the credentials."""
     skopeo_flags: tuple[str, ...]
+    directory: Path
+    context: ssl.SSLContext | None = None
+    process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Serve (again) from `directory`/config.yml, on the same port and storage."""
+        with (self.directory / "registry.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                ["docker-registry", "serve", str(self.directory / "config.yml")],
+                stdout=log,
+                stderr=log,
+            )
+        scheme = "http" if self.context is None else "https"
+        _wait_ready(f"{scheme}://{self.host}/v2/", self.context, self.process)
+
+    def stop(self, abrupt: bool = False) -> None:
+        """Stop serving; `abrupt` kills it (a crash) rather than asking it to exit."""
+        if self.process is None:
+            return
+        if abrupt:
+            self.process.kill()
+        else:
+            self.process.terminate()
+        self.process.wait(timeout=10)
+        self.process = None
 
     def push(self, layout: Path, tag: str, repository: str) -> str:
         """Copy `layout`'s `tag` (an image or an index) to `repository:tag`; the reference."""
@@ -166,14 +191,9 @@ def run_registry(directory: Path, tls: bool) -> Iterator[RegistryServer]:
         settings = RegistrySettings(hosts={host: RegistryHost(insecure=True)})
         flags = ("--dest-tls-verify=false",)
     (directory / "config.yml").write_text("\n".join(config) + "\n")
-    log = (directory / "registry.log").open("wb")
-    process = subprocess.Popen(
-        ["docker-registry", "serve", str(directory / "config.yml")], stdout=log, stderr=log
-    )
+    server = RegistryServer(host, storage, settings, flags, directory, context)
     try:
-        _wait_ready(f"{'https' if tls else 'http'}://{host}/v2/", context, process)
-        yield RegistryServer(host, storage, settings, flags)
+        server.start()
+        yield server
     finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
+        server.stop()

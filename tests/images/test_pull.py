@@ -8,6 +8,7 @@ import base64
 import io
 import json
 import os
+import re
 import tarfile
 from pathlib import Path
 
@@ -15,11 +16,12 @@ import pytest
 
 from corral import ImageError
 from corral.node_agent.images.pull import PullPolicy, pull
+from corral.node_agent.images.reference import parse
 from corral.node_agent.images.settings import Credentials, RegistrySettings, read_docker_auths
 from corral.node_agent.images.store import ImageStore
 from corral.node_agent.images.unpack import UnpackLimits
-from images.oci_layout import MEDIA, Layout, busybox_layer, compress, entry, tar
-from images.registry import PASSWORD, USER, RegistryServer
+from images.oci_layout import MEDIA, Layout, busybox_layer, compress, digest_of, entry, tar
+from images.registry import PASSWORD, USER, RegistryServer, run_registry
 
 CONFIG = {
     "Entrypoint": ["/bin/sh", "-c"],
@@ -257,3 +259,30 @@ async def test_credentials_from_a_docker_config(
     assert credentials == {secure_registry.host: Credentials(USER, PASSWORD)}
     settings = RegistrySettings(hosts=secure_registry.settings.hosts, credentials=credentials)
     assert (await pull(reference, store, settings)).layers
+
+
+async def test_registry_stopped_mid_pull(store: ImageStore, tmp_path: Path) -> None:
+    """The registry dies while a large layer downloads: a clear error that names it, no
+    partial blob and no image record left; once it is back, the next pull succeeds."""
+    with run_registry(tmp_path / "registry", tls=False) as server:
+        big = tar(entry("big", os.urandom(48 << 20)))
+        layout = Layout(tmp_path / "layout-big")
+        layout.tag(layout.image([busybox_layer(), big], compression="tar"), "v1")
+        reference = server.push(layout.path, "v1", "big")
+        big_digest = digest_of(big)
+
+        def stop_once_started(digest: str, received: int, total: int) -> None:
+            if digest == big_digest and received >= 4 << 20 and server.process is not None:
+                server.stop(abrupt=True)
+
+        with pytest.raises(ImageError, match=rf"registry {re.escape(server.host)}"):
+            await pull(reference, store, server.settings, PullPolicy.ALWAYS, stop_once_started)
+        assert server.process is None, "the registry was not stopped mid-download"
+        assert not store.blobs.has(big_digest)
+        assert not list(store.blobs.directory.glob(".partial-*"))
+        assert store.lookup(parse(reference)) is None
+
+        server.start()
+        image = await pull(reference, store, server.settings, PullPolicy.ALWAYS)
+        assert store.blobs.has(big_digest)
+        assert store.lookup(parse(reference)) == image
