@@ -1,0 +1,190 @@
+"""The Sandbox handler: places sandboxes on nodes and reports it in their status.
+
+Registered by `corral.operator.main`. Every `recheck_interval` seconds, kopf's timer calls
+`SandboxHandler.reconcile` for each Sandbox; it parses the object, calls the pure
+`decide()` (which calls the placement planner), and writes only what differs from the
+object: the `corral.dev/node` label, then the status (`nodeName`, `Scheduled` and
+`Unsupported` conditions), then an Event on a transition. Unschedulable sandboxes are
+re-planned on the next tick. Decisions are serialized by a lock, so two placements never
+count the same free capacity; the writes carry the resourceVersion that was decided on,
+so a stale view loses with a conflict instead of overwriting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, Literal, NamedTuple
+
+import kopf
+from kubernetes_asyncio import client as k8s
+
+from corral.api import GROUP, VERSION, Condition, Sandbox
+from corral.operator.conditions import find, set_condition
+from corral.operator.nodes import list_nodes
+from corral.operator.placement import (
+    NODE_LABEL,
+    NodeRecord,
+    Placed,
+    allocations,
+    plan,
+)
+from corral.operator.settings import OperatorSettings
+
+PLURAL = "sandboxes"
+SCHEDULED = "Scheduled"
+UNSUPPORTED = "Unsupported"
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post about the sandbox."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Step:
+    """What reconciling one sandbox writes; the default writes nothing."""
+
+    label: str | None = None
+    """The node to record in the `corral.dev/node` label."""
+    status: dict[str, Any] | None = None
+    """A merge patch of the status."""
+    events: list[Event] = field(default_factory=list)
+
+
+def unsupported(sandbox: Sandbox) -> tuple[str, str] | None:
+    """The reason and message when the spec uses what Corral cannot do yet."""
+    spec = sandbox.spec
+    problems = []
+    if spec.volumes:
+        problems.append(("VolumesUnsupported", "spec.volumes"))
+    if spec.network_policy_name:
+        problems.append(("NetworkPolicyNameUnsupported", "spec.networkPolicyName"))
+    if not problems:
+        return None
+    fields = " and ".join(name for _, name in problems)
+    return problems[0][0], f"{fields}: not supported yet, so the sandbox is not placed"
+
+
+def placed_on(sandbox: Sandbox) -> str | None:
+    """The node the sandbox is placed on, from its status or (if that write was lost) label."""
+    return sandbox.status.node_name or sandbox.metadata.labels.get(NODE_LABEL)
+
+
+def wants_placement(sandbox: Sandbox) -> bool:
+    """Whether deciding needs the nodes: not placed yet, and placeable."""
+    return placed_on(sandbox) is None and unsupported(sandbox) is None
+
+
+class _Scheduled(NamedTuple):
+    status: Literal["True", "False"]
+    reason: str
+    message: str
+
+
+def decide(sandbox: Sandbox, nodes: Sequence[NodeRecord], now: datetime) -> Step:
+    """What to write for `sandbox` given the nodes (with their allocations)."""
+    conditions = sandbox.status.conditions
+    generation = sandbox.metadata.generation
+    events = []
+    node = placed_on(sandbox)
+    problem = unsupported(sandbox)
+    if node is not None:
+        scheduled = _Scheduled("True", "Placed", f"placed on node {node}")
+    elif problem is not None:
+        reason, message = problem
+        conditions = set_condition(
+            conditions, UNSUPPORTED, "True", reason, message, generation, now
+        )
+        scheduled = _Scheduled("False", "Unsupported", message)
+    else:
+        decision = plan(sandbox, nodes)
+        if isinstance(decision, Placed):
+            node = decision.node
+            scheduled = _Scheduled("True", "Placed", f"placed on node {node}")
+            events.append(Event("Normal", "Placed", scheduled.message))
+        else:
+            scheduled = _Scheduled("False", "Unschedulable", decision.message)
+    old = find(conditions, SCHEDULED)
+    if scheduled.status == "False" and (old is None or old.reason != scheduled.reason):
+        events.append(Event("Warning", scheduled.reason, scheduled.message))
+    conditions = set_condition(conditions, SCHEDULED, *scheduled, generation, now)
+    patch: dict[str, Any] = {}
+    if conditions != sandbox.status.conditions:
+        patch["conditions"] = [_json(c) for c in conditions]
+    if node is not None and sandbox.status.node_name != node:
+        patch["nodeName"] = node
+    if sandbox.status.phase is None:
+        patch["phase"] = "Pending"
+    label = node if node and sandbox.metadata.labels.get(NODE_LABEL) != node else None
+    return Step(label=label, status=patch or None, events=events)
+
+
+class SandboxHandler:
+    """The kopf timer for Sandboxes, with the API client and lock it shares across them."""
+
+    def __init__(self, settings: OperatorSettings, api: k8s.ApiClient) -> None:
+        self._settings = settings
+        self._api = api
+        self._objects = k8s.CustomObjectsApi(api)
+        self._lock = asyncio.Lock()
+
+    def register(self, registry: kopf.OperatorRegistry) -> None:
+        """Add this handler's timer to `registry`."""
+        kopf.timer(
+            GROUP,
+            VERSION,
+            PLURAL,
+            id="reconcile",
+            interval=self._settings.recheck_interval,
+            registry=registry,
+        )(self.reconcile)
+
+    async def reconcile(self, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
+        """Decide and write what changed for one Sandbox."""
+        sandbox = Sandbox.model_validate(dict(body))
+        async with self._lock:
+            nodes = await self._nodes() if wants_placement(sandbox) else []
+            step = decide(sandbox, nodes, datetime.now(UTC))
+            try:
+                await self._write(sandbox, step)
+            except k8s.ApiException as exc:
+                if exc.status != 409:
+                    raise
+                logger.info("the sandbox changed meanwhile; deciding again on the next tick")
+                return
+        for event in step.events:
+            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+
+    async def _nodes(self) -> list[NodeRecord]:
+        now = datetime.now(UTC)
+        settings = self._settings
+        records = await list_nodes(self._api, settings.namespace, now, settings.node_grace)
+        placed = await self._objects.list_cluster_custom_object(
+            GROUP, VERSION, PLURAL, label_selector=NODE_LABEL
+        )
+        used = allocations(Sandbox.model_validate(item) for item in placed["items"])
+        return [replace(r, allocated=used.get(r.name, r.allocated)) for r in records]
+
+    async def _write(self, sandbox: Sandbox, step: Step) -> None:
+        """Merge-patch the label, then the status, each only if `step` has it."""
+        meta = sandbox.metadata
+        version = meta.resource_version
+        args = (GROUP, VERSION, meta.namespace, PLURAL, meta.name)
+        if step.label is not None:
+            body = {"metadata": {"labels": {NODE_LABEL: step.label}, "resourceVersion": version}}
+            updated = await self._objects.patch_namespaced_custom_object(*args, body)
+            version = updated["metadata"]["resourceVersion"]
+        if step.status is not None:
+            body = {"metadata": {"resourceVersion": version}, "status": step.status}
+            await self._objects.patch_namespaced_custom_object_status(*args, body)
+
+
+def _json(condition: Condition) -> dict[str, Any]:
+    return condition.model_dump(mode="json", by_alias=True, exclude_none=True)
