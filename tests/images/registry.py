@@ -150,7 +150,9 @@ def _wait_ready(url: str, context: ssl.SSLContext | None, process: subprocess.Po
 
 
 @contextlib.contextmanager
-def run_registry(directory: Path, tls: bool) -> Iterator[RegistryServer]:
+def run_registry(directory: Path, tls: bool, auth: str = "") -> Iterator[RegistryServer]:
+    """A registry in `directory`; `auth` (a YAML `auth:` line, plain HTTP only) makes it
+    demand that, with the client and skopeo given USER/PASSWORD."""
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"missing {missing}: run scripts/setup")
@@ -188,8 +190,13 @@ def run_registry(directory: Path, tls: bool) -> Iterator[RegistryServer]:
         )
         context = ssl.create_default_context(cafile=str(ca))
     else:
-        settings = RegistrySettings(hosts={host: RegistryHost(insecure=True)})
+        config += [auth] if auth else []
+        credentials = {host: Credentials(USER, PASSWORD)} if auth else {}
+        settings = RegistrySettings(
+            hosts={host: RegistryHost(insecure=True)}, credentials=credentials
+        )
         flags = ("--dest-tls-verify=false",)
+        flags += ("--dest-creds", f"{USER}:{PASSWORD}") if auth else ()
     (directory / "config.yml").write_text("\n".join(config) + "\n")
     server = RegistryServer(host, storage, settings, flags, directory, context)
     try:

@@ -22,6 +22,7 @@ from corral.node_agent.images.store import ImageStore
 from corral.node_agent.images.unpack import UnpackLimits
 from images.oci_layout import MEDIA, Layout, busybox_layer, compress, digest_of, entry, tar
 from images.registry import PASSWORD, USER, RegistryServer, run_registry
+from images.token_auth import run_token_server
 
 CONFIG = {
     "Entrypoint": ["/bin/sh", "-c"],
@@ -286,3 +287,24 @@ async def test_registry_stopped_mid_pull(store: ImageStore, tmp_path: Path) -> N
         image = await pull(reference, store, server.settings, PullPolicy.ALWAYS)
         assert store.blobs.has(big_digest)
         assert store.lookup(parse(reference)) == image
+
+
+async def test_bearer_token_auth(store: ImageStore, tmp_path: Path) -> None:
+    """docker-registry in token mode: a 401 with a Bearer challenge, a token fetched from
+    the test's endpoint with the configured credentials, then the pull; wrong credentials
+    are a clear auth error."""
+    with (
+        run_token_server(tmp_path / "token") as tokens,
+        run_registry(tmp_path / "registry", tls=False, auth=tokens.registry_auth()) as server,
+    ):
+        reference = push(server, tmp_path, "private/busybox", busybox_layer(), config=CONFIG)
+        pushed = len(tokens.issued)
+        image = await pull(reference, store, server.settings, PullPolicy.ALWAYS)
+        assert image.config.entrypoint == ["/bin/sh", "-c"]
+        assert tokens.issued[pushed:] == ["repository:private/busybox:pull"]
+
+        wrong = RegistrySettings(
+            hosts=server.settings.hosts, credentials={server.host: Credentials(USER, "wrong")}
+        )
+        with pytest.raises(ImageError, match=r"authentication failed at .*/token \(HTTP 401\)"):
+            await pull(reference, ImageStore(tmp_path / "other"), wrong, PullPolicy.ALWAYS)
