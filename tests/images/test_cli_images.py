@@ -145,3 +145,10 @@ def test_prune_keeps_what_a_live_sandbox_uses(
         qemu.wait()
     assert corral(home, "image", "prune").returncode == 0
     assert not disk.exists()
+
+
+def test_run_takes_a_pull_policy(home: Path) -> None:
+    assert "--pull [always|missing|never]" in corral(home, "run", "--help").stdout
+    bogus = corral(home, "run", "--pull", "sometimes", "x", "--", "true")
+    assert bogus.returncode == 2
+    assert "'sometimes' is not one of 'always', 'missing', 'never'" in bogus.stderr
