@@ -72,7 +72,7 @@ def _registry(configuration: Any) -> kopf.OperatorRegistry:
 
     @kopf.on.login(registry=registry)
     def login(**_: Any) -> kopf.ConnectionInfo:
-        authorization = configuration.api_key.get("authorization", "")
+        authorization = configuration.api_key.get("BearerToken", "")
         return kopf.ConnectionInfo(
             server=configuration.host,
             ca_path=configuration.ssl_ca_cert,

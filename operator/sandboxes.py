@@ -36,6 +36,14 @@ from corral.operator.settings import OperatorSettings
 PLURAL = "sandboxes"
 SCHEDULED = "Scheduled"
 UNSUPPORTED = "Unsupported"
+MANAGER = "corral-operator"
+"""The field manager of the operator's writes."""
+# Merge patches: without `_content_type` the client sends a dict as a JSON Patch (its
+# stubs omit that runtime keyword, hence the dict).
+_PATCH: dict[str, Any] = {
+    "field_manager": MANAGER,
+    "_content_type": "application/merge-patch+json",
+}
 
 
 @dataclass(frozen=True)
@@ -179,11 +187,11 @@ class SandboxHandler:
         args = (GROUP, VERSION, meta.namespace, PLURAL, meta.name)
         if step.label is not None:
             body = {"metadata": {"labels": {NODE_LABEL: step.label}, "resourceVersion": version}}
-            updated = await self._objects.patch_namespaced_custom_object(*args, body)
+            updated = await self._objects.patch_namespaced_custom_object(*args, body, **_PATCH)
             version = updated["metadata"]["resourceVersion"]
         if step.status is not None:
             body = {"metadata": {"resourceVersion": version}, "status": step.status}
-            await self._objects.patch_namespaced_custom_object_status(*args, body)
+            await self._objects.patch_namespaced_custom_object_status(*args, body, **_PATCH)
 
 
 def _json(condition: Condition) -> dict[str, Any]:

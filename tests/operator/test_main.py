@@ -1,0 +1,215 @@
+"""End to end on the Kubernetes-API test server: the real operator (in a thread), the real
+CRDs, node Leases registered by the test, and real kubectl applying the examples."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from testing.kubeapi.conftest import Kubectl
+
+from corral.operator.main import FINALIZER, operate
+from corral.operator.settings import OperatorSettings
+from corral.testing.kubeapi import KubeAPIServer
+
+REPO = Path(__file__).resolve().parents[2]
+NAMESPACE = "corral-system"
+INTERVAL = 0.3
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def problems(self) -> list[str]:
+        # Running kopf in a thread (not the operator's doing) is the one expected warning.
+        return [
+            f"{r.levelname} {r.name}: {r.getMessage()}"
+            for r in self.records
+            if r.levelno >= logging.WARNING and "OS signals are ignored" not in r.getMessage()
+        ]
+
+
+def until(predicate: Callable[[], Any], timeout: float = 15) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def lease(name: str, cpus: int, memory: int, renewed: datetime | None = None) -> dict[str, Any]:
+    renewed = renewed or datetime.now(UTC)
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": name,
+            "namespace": NAMESPACE,
+            "labels": {"corral.dev/node-agent": "true"},
+            "annotations": {
+                "corral.dev/cpus": str(cpus),
+                "corral.dev/memory-mib": str(memory),
+                "corral.dev/accelerator": "kvm",
+                "corral.dev/version": "0.1.0",
+            },
+        },
+        "spec": {
+            "holderIdentity": name,
+            "leaseDurationSeconds": 40,
+            "renewTime": renewed.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        },
+    }
+
+
+def example(name: str) -> dict[str, Any]:
+    loaded = yaml.safe_load((REPO / "examples" / name).read_text())
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def condition(obj: dict[str, Any], type: str) -> dict[str, Any] | None:
+    conditions = obj.get("status", {}).get("conditions", [])
+    return next((c for c in conditions if c["type"] == type), None)
+
+
+def placed(kubectl: Kubectl, name: str) -> dict[str, Any] | None:
+    """The sandbox once its status names a node."""
+    obj: dict[str, Any] = kubectl.json("get", "sbx", name)
+    return obj if obj.get("status", {}).get("nodeName") else None
+
+
+@pytest.fixture
+def cluster(crds: Kubectl) -> Kubectl:
+    """The CRDs, the operator's namespace and two nodes: `small` and `big`."""
+    crds.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+    crds.apply(lease("small", cpus=2, memory=256))
+    crds.apply(lease("big", cpus=4, memory=4096))
+    return crds
+
+
+@pytest.fixture
+def log() -> Iterator[_Collect]:
+    collect = _Collect()
+    logger = logging.getLogger()
+    logger.addHandler(collect)
+    level = logger.level
+    logger.setLevel(logging.DEBUG)
+    yield collect
+    logger.removeHandler(collect)
+    logger.setLevel(level)
+
+
+def run_operator(settings: OperatorSettings) -> Iterator[None]:
+    stop, ready = threading.Event(), threading.Event()
+
+    def run() -> None:
+        import asyncio
+
+        asyncio.run(operate(settings, stop_flag=stop, ready_flag=ready))
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert ready.wait(15), "the operator did not start"
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(15)
+
+
+@pytest.fixture
+def operator(cluster: Kubectl, kubeconfig: Path, log: _Collect) -> Iterator[None]:
+    settings = OperatorSettings(
+        namespace=NAMESPACE, recheck_interval=INTERVAL, peering=None, kubeconfig=kubeconfig
+    )
+    yield from run_operator(settings)
+
+
+def test_sandboxes_are_placed_or_pending_or_unsupported(
+    operator: None, cluster: Kubectl, kubeapi: KubeAPIServer, log: _Collect
+) -> None:
+    kubectl = cluster
+    kubectl("apply", "-f", str(REPO / "examples" / "sandbox.yaml"))
+    hello = until(lambda: placed(kubectl, "hello"))
+    assert hello["status"]["nodeName"] == "big"  # 512 MiB does not fit in small's 256
+    assert hello["metadata"]["labels"]["corral.dev/node"] == "big"
+    assert FINALIZER in hello["metadata"]["finalizers"]
+    scheduled = condition(hello, "Scheduled")
+    assert scheduled is not None
+    assert (scheduled["status"], scheduled["reason"]) == ("True", "Placed")
+    assert hello["status"]["phase"] == "Pending"
+    header, row = kubectl("get", "sbx", "hello").stdout.splitlines()
+    assert header.split()[:4] == ["NAME", "PHASE", "READY", "NODE"]
+    assert row[header.index("PHASE") :].split()[0] == "Pending"
+    assert row[header.index("NODE") :].split()[0] == "big"
+
+    huge = example("sandbox.yaml")
+    huge["metadata"]["name"] = "huge"
+    huge["spec"]["resources"]["memoryMiB"] = 8192
+    kubectl.apply(huge)
+    pending = until(lambda: condition(kubectl.json("get", "sbx", "huge"), "Scheduled"))
+    assert (pending["status"], pending["reason"]) == ("False", "Unschedulable")
+    assert pending["message"] == "insufficient memory: need 8192 MiB, best node has 3584 MiB free"
+
+    mounted = example("sandbox.yaml")
+    mounted["metadata"]["name"] = "mounted"
+    mounted["spec"]["volumes"] = [{"name": "workspace", "mountPath": "/work"}]
+    kubectl.apply(mounted)
+    obj = until(lambda: (o := kubectl.json("get", "sbx", "mounted")).get("status") and o)
+    unsupported = condition(obj, "Unsupported")
+    assert unsupported is not None
+    assert (unsupported["status"], unsupported["reason"]) == ("True", "VolumesUnsupported")
+    assert unsupported["message"].startswith("spec.volumes: not supported yet")
+    assert condition(obj, "Scheduled")["reason"] == "Unsupported"  # type: ignore[index]
+    assert "corral.dev/node" not in obj["metadata"].get("labels", {})
+
+    # Settled: re-applying and several re-checks write nothing.
+    time.sleep(3 * INTERVAL)
+    before = copy.copy(kubeapi.log.writes())
+    kubectl("apply", "-f", str(REPO / "examples" / "sandbox.yaml"))
+    time.sleep(5 * INTERVAL)
+    after = kubeapi.log.writes()
+    assert {k: after[k] - before[k] for k in ("sandboxes", "sandboxes/status")} == {
+        "sandboxes": 0,
+        "sandboxes/status": 0,
+    }
+
+    def reasons() -> set[str]:
+        events = kubectl.json("get", "events", "-n", "default")["items"]
+        return {e["reason"] for e in events}
+
+    until(lambda: {"Placed", "Unschedulable", "Unsupported"} <= reasons())
+    assert log.problems() == []
+
+
+def test_a_sandbox_waits_for_a_ready_node_and_is_placed_when_one_registers(
+    operator: None, cluster: Kubectl, log: _Collect
+) -> None:
+    kubectl = cluster
+    stale = datetime.now(UTC) - timedelta(minutes=5)
+    kubectl.apply(lease("big", cpus=4, memory=4096, renewed=stale))
+    kubectl.apply(lease("small", cpus=2, memory=256, renewed=stale))
+    kubectl("apply", "-f", str(REPO / "examples" / "sandbox.yaml"))
+    pending = until(lambda: condition(kubectl.json("get", "sbx", "hello"), "Scheduled"))
+    assert pending["message"] == (
+        "no node is ready: the leases of big, small are past their grace period"
+    )
+    kubectl.apply(lease("big", cpus=4, memory=4096))
+    hello = until(lambda: placed(kubectl, "hello"))
+    assert hello["status"]["nodeName"] == "big"
+    assert condition(hello, "Scheduled")["reason"] == "Placed"  # type: ignore[index]
+    assert log.problems() == []
