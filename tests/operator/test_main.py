@@ -3,11 +3,14 @@ CRDs, node Leases registered by the test, and real kubectl applying the examples
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -113,15 +116,15 @@ def log() -> Iterator[_Collect]:
     logger.setLevel(level)
 
 
-def run_operator(settings: OperatorSettings) -> Iterator[None]:
+@contextmanager
+def replica(settings: OperatorSettings, name: str = "operator") -> Iterator[None]:
+    """The operator running in a thread called `name` until the block ends."""
     stop, ready = threading.Event(), threading.Event()
 
     def run() -> None:
-        import asyncio
-
         asyncio.run(operate(settings, stop_flag=stop, ready_flag=ready))
 
-    thread = threading.Thread(target=run, daemon=True)
+    thread = threading.Thread(target=run, name=name, daemon=True)
     thread.start()
     assert ready.wait(15), "the operator did not start"
     try:
@@ -129,6 +132,7 @@ def run_operator(settings: OperatorSettings) -> Iterator[None]:
     finally:
         stop.set()
         thread.join(15)
+        assert not thread.is_alive(), "the operator did not stop"
 
 
 @pytest.fixture
@@ -136,7 +140,8 @@ def operator(cluster: Kubectl, kubeconfig: Path, log: _Collect) -> Iterator[None
     settings = OperatorSettings(
         namespace=NAMESPACE, recheck_interval=INTERVAL, peering=None, kubeconfig=kubeconfig
     )
-    yield from run_operator(settings)
+    with replica(settings):
+        yield
 
 
 def test_sandboxes_are_placed_or_pending_or_unsupported(
@@ -212,4 +217,69 @@ def test_a_sandbox_waits_for_a_ready_node_and_is_placed_when_one_registers(
     hello = until(lambda: placed(kubectl, "hello"))
     assert hello["status"]["nodeName"] == "big"
     assert condition(hello, "Scheduled")["reason"] == "Placed"  # type: ignore[index]
+    assert log.problems() == []
+
+
+PEERING_CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "clusterkopfpeerings.kopf.dev"},
+    "spec": {
+        "scope": "Cluster",
+        "group": "kopf.dev",
+        "names": {
+            "kind": "ClusterKopfPeering",
+            "plural": "clusterkopfpeerings",
+            "singular": "clusterkopfpeering",
+        },
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "status": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            }
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+def test_two_replicas_one_active_and_the_standby_takes_over(
+    cluster: Kubectl, kubeconfig: Path, log: _Collect
+) -> None:
+    kubectl = cluster
+    kubectl.apply(PEERING_CRD)
+    kubectl("wait", "--for=condition=Established", "crd/clusterkopfpeerings.kopf.dev")
+    kubectl.apply(
+        {
+            "apiVersion": "kopf.dev/v1",
+            "kind": "ClusterKopfPeering",
+            "metadata": {"name": "corral-operator"},
+        }
+    )
+    base = OperatorSettings(namespace=NAMESPACE, recheck_interval=INTERVAL, kubeconfig=kubeconfig)
+
+    def said(thread: str, text: str) -> bool:
+        return any(r.threadName == thread and text in r.getMessage() for r in log.records)
+
+    with replica(replace(base, priority=1), "standby"):
+        with replica(replace(base, priority=2), "active"):
+            until(lambda: said("standby", "Pausing operations in favour of"))
+            kubectl("apply", "-f", str(REPO / "examples" / "sandbox.yaml"))
+            assert until(lambda: placed(kubectl, "hello"))["status"]["nodeName"] == "big"
+        until(lambda: said("standby", "Resuming operations"))
+        second = example("sandbox.yaml")
+        second["metadata"]["name"] = "second"
+        kubectl.apply(second)
+        assert until(lambda: placed(kubectl, "second"))["status"]["nodeName"] == "big"
     assert log.problems() == []
