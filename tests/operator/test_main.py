@@ -28,6 +28,17 @@ NAMESPACE = "corral-system"
 INTERVAL = 0.3
 
 
+_KNOWN = (
+    # Running kopf in a thread (not the operator's doing).
+    "OS signals are ignored",
+    # A kopf 1.45 bug: a replica pausing for a peer while one of its watch requests awaits
+    # headers runs `request_cancel_callback`, which asserts a current task in a
+    # done-callback (there is none) and asyncio logs the AssertionError; harmless, the
+    # stream is closed right after the headers arrive.
+    "Exception in callback stream.<locals>.request_cancel_callback",
+)
+
+
 class _Collect(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
@@ -37,11 +48,10 @@ class _Collect(logging.Handler):
         self.records.append(record)
 
     def problems(self) -> list[str]:
-        # Running kopf in a thread (not the operator's doing) is the one expected warning.
         return [
             f"{r.levelname} {r.name}: {r.getMessage()}"
             for r in self.records
-            if r.levelno >= logging.WARNING and "OS signals are ignored" not in r.getMessage()
+            if r.levelno >= logging.WARNING and not any(k in r.getMessage() for k in _KNOWN)
         ]
 
 
@@ -182,22 +192,19 @@ def test_sandboxes_are_placed_or_pending_or_unsupported(
     assert condition(obj, "Scheduled")["reason"] == "Unsupported"  # type: ignore[index]
     assert "corral.dev/node" not in obj["metadata"].get("labels", {})
 
-    # Settled: re-applying and several re-checks write nothing.
-    time.sleep(3 * INTERVAL)
-    before = copy.copy(kubeapi.log.writes())
-    kubectl("apply", "-f", str(REPO / "examples" / "sandbox.yaml"))
-    time.sleep(5 * INTERVAL)
-    after = kubeapi.log.writes()
-    assert {k: after[k] - before[k] for k in ("sandboxes", "sandboxes/status")} == {
-        "sandboxes": 0,
-        "sandboxes/status": 0,
-    }
-
     def reasons() -> set[str]:
         events = kubectl.json("get", "events", "-n", "default")["items"]
         return {e["reason"] for e in events}
 
     until(lambda: {"Placed", "Unschedulable", "Unsupported"} <= reasons())
+
+    # Settled: re-applying and several re-checks write nothing (no Event either).
+    time.sleep(3 * INTERVAL)
+    before = copy.copy(kubeapi.log.writes())
+    kubectl("apply", "-f", str(REPO / "examples" / "sandbox.yaml"))
+    time.sleep(5 * INTERVAL)
+    after = kubeapi.log.writes()
+    assert after == before
     assert log.problems() == []
 
 
@@ -208,6 +215,7 @@ def test_a_sandbox_waits_for_a_ready_node_and_is_placed_when_one_registers(
     stale = datetime.now(UTC) - timedelta(minutes=5)
     kubectl.apply(lease("big", cpus=4, memory=4096, renewed=stale))
     kubectl.apply(lease("small", cpus=2, memory=256, renewed=stale))
+
     kubectl("apply", "-f", str(REPO / "examples" / "sandbox.yaml"))
     pending = until(lambda: condition(kubectl.json("get", "sbx", "hello"), "Scheduled"))
     assert pending["message"] == (
@@ -282,4 +290,28 @@ def test_two_replicas_one_active_and_the_standby_takes_over(
         second["metadata"]["name"] = "second"
         kubectl.apply(second)
         assert until(lambda: placed(kubectl, "second"))["status"]["nodeName"] == "big"
+    assert log.problems() == []
+
+
+def test_concurrent_sandboxes_spread_until_full_then_wait(
+    operator: None, cluster: Kubectl, kubeapi: KubeAPIServer, log: _Collect
+) -> None:
+    kubectl = cluster
+    kubectl.apply(lease("small", cpus=4, memory=1024))
+    kubectl.apply(lease("big", cpus=4, memory=1024))
+    manifests = []
+    for name in "abcde":
+        manifest = example("sandbox.yaml")
+        manifest["metadata"]["name"] = name
+        manifests.append(yaml.safe_dump(manifest))
+    kubectl("apply", "-f", "-", input="---\n".join(manifests))
+    nodes = [until(lambda n=name: placed(kubectl, n))["status"]["nodeName"] for name in "abcd"]
+    assert sorted(nodes) == ["big", "big", "small", "small"]
+    waiting = until(lambda: condition(kubectl.json("get", "sbx", "e"), "Scheduled"))
+    assert waiting["message"] == "insufficient memory: need 512 MiB, best node has 0 MiB free"
+    # Besides kubectl's creates: finalizer, label and status for each placed one, finalizer
+    # and status for the waiting one.
+    until(lambda: kubeapi.log.writes()["events"] >= 5)
+    writes = kubeapi.log.writes()
+    assert (writes["sandboxes"], writes["sandboxes/status"]) == (5 + 5 + 4, 5)
     assert log.problems() == []
