@@ -85,8 +85,8 @@ def _registry(configuration: Any) -> kopf.OperatorRegistry:
     return registry
 
 
-def main(argv: list[str] | None = None) -> None:
-    """The `corral-operator` console script."""
+def parse_args(argv: list[str] | None = None) -> tuple[OperatorSettings, bool]:
+    """The settings (and whether to log verbosely) from the command line."""
     parser = argparse.ArgumentParser(prog="corral-operator", description=__doc__)
     parser.add_argument(
         "--namespace",
@@ -121,7 +121,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
-    kopf.configure(verbose=args.verbose)
     settings = OperatorSettings(
         namespace=args.namespace,
         namespaces=tuple(args.watch_namespace),
@@ -131,4 +130,11 @@ def main(argv: list[str] | None = None) -> None:
         priority=args.priority,
         kubeconfig=args.kubeconfig,
     )
+    return settings, args.verbose
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The `corral-operator` console script."""
+    settings, verbose = parse_args(argv)
+    kopf.configure(verbose=verbose)
     asyncio.run(operate(settings))

@@ -56,6 +56,7 @@ class NodeRecord:
 
     @property
     def free(self) -> Usage:
+        """What is left for another sandbox (negative when overcommitted)."""
         return self.capacity - self.allocated
 
     def matches(self, selector: Mapping[str, str]) -> bool:

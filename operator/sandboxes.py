@@ -20,6 +20,7 @@ from typing import Any, Literal, NamedTuple
 
 import kopf
 from kubernetes_asyncio import client as k8s
+from pydantic import ValidationError
 
 from corral.api import GROUP, VERSION, Condition, Sandbox
 from corral.operator.conditions import find, set_condition
@@ -156,7 +157,10 @@ class SandboxHandler:
 
     async def reconcile(self, body: kopf.Body, logger: kopf.Logger, **_: Any) -> None:
         """Decide and write what changed for one Sandbox."""
-        sandbox = Sandbox.model_validate(dict(body))
+        try:
+            sandbox = Sandbox.model_validate(dict(body))
+        except ValidationError as exc:  # the CRD schema lets nothing like this through
+            raise kopf.PermanentError(f"not a Sandbox this operator can read: {exc}") from exc
         async with self._lock:
             nodes = await self._nodes() if wants_placement(sandbox) else []
             step = decide(sandbox, nodes, datetime.now(UTC))

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from testing.kubeapi.conftest import Kubectl
 
-from corral.operator.main import FINALIZER, operate
+from corral.operator.main import FINALIZER, operate, parse_args
 from corral.operator.settings import OperatorSettings
 from corral.testing.kubeapi import KubeAPIServer
 
@@ -315,3 +315,25 @@ def test_concurrent_sandboxes_spread_until_full_then_wait(
     writes = kubeapi.log.writes()
     assert (writes["sandboxes"], writes["sandboxes/status"]) == (5 + 5 + 4, 5)
     assert log.problems() == []
+
+
+def test_command_line_settings() -> None:
+    argv = "--namespace ops --watch-namespace a --watch-namespace b --standalone"
+    argv += " --node-grace 15 --recheck-interval 2 --verbose"
+    settings, verbose = parse_args(argv.split())
+    assert settings == OperatorSettings(
+        namespace="ops",
+        namespaces=("a", "b"),
+        node_grace=timedelta(seconds=15),
+        recheck_interval=2.0,
+        peering=None,
+    )
+    assert verbose
+
+
+def test_command_line_defaults_to_peering_cluster_wide(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POD_NAMESPACE", "corral")
+    settings, verbose = parse_args(["--priority", "5"])
+    assert settings == OperatorSettings(namespace="corral", priority=5)
+    assert settings.peering == "corral-operator" and not settings.namespaces
+    assert not verbose
