@@ -1,7 +1,8 @@
 """The Sandbox handler: places sandboxes on nodes and reports it in their status.
 
-Registered by `corral.operator.main`. Every `recheck_interval` seconds, kopf's timer calls
-`SandboxHandler.reconcile` for each Sandbox; it parses the object, calls the pure
+Registered by `corral.operator.main`. kopf's timer calls `SandboxHandler.reconcile` for
+each Sandbox as soon as the operator sees it (created, or found when the operator starts)
+and then every `recheck_interval` seconds; it parses the object, calls the pure
 `decide()` (which calls the placement planner), and writes only what differs from the
 object: the `corral.dev/node` label, then the status (`nodeName`, `Scheduled` and
 `Unsupported` conditions), then an Event on a transition. Unschedulable sandboxes are
