@@ -337,3 +337,15 @@ def test_command_line_defaults_to_peering_cluster_wide(monkeypatch: pytest.Monke
     assert settings == OperatorSettings(namespace="corral", priority=5)
     assert settings.peering == "corral-operator" and not settings.namespaces
     assert not verbose
+
+
+def test_deleting_a_placed_sandbox_releases_the_finalizer(
+    operator: None, cluster: Kubectl, log: _Collect
+) -> None:
+    kubectl = cluster
+    kubectl("apply", "-f", str(REPO / "examples" / "sandbox.yaml"))
+    hello = until(lambda: placed(kubectl, "hello"))
+    assert hello["metadata"]["finalizers"] == [FINALIZER]
+    kubectl("delete", "sbx", "hello", "--wait=true", "--timeout=15s")
+    assert kubectl("get", "sbx", "-o", "name").stdout == ""
+    assert log.problems() == []
