@@ -282,10 +282,11 @@ def test_two_replicas_one_active_and_the_standby_takes_over(
 
     with replica(replace(base, priority=1), "standby"):
         with replica(replace(base, priority=2), "active"):
-            until(lambda: said("standby", "Pausing operations in favour of"))
+            # Peering reacts to watch events; a loaded CI machine can take a while.
+            until(lambda: said("standby", "Pausing operations in favour of"), timeout=60)
             kubectl("apply", "-f", str(REPO / "examples" / "sandbox.yaml"))
             assert until(lambda: placed(kubectl, "hello"))["status"]["nodeName"] == "big"
-        until(lambda: said("standby", "Resuming operations"))
+        until(lambda: said("standby", "Resuming operations"), timeout=60)
         second = example("sandbox.yaml")
         second["metadata"]["name"] = "second"
         kubectl.apply(second)
