@@ -1,25 +1,5 @@
-"""The test server's fixtures (`kubeapi`, `kubeconfig`, `kubectl`), shared from
-tests/testing/kubeapi, plus the Corral CRDs installed through real kubectl."""
+"""The test server's fixtures and the Corral CRDs, shared with tests/api."""
 
-from __future__ import annotations
+from api.conftest import crds, kubeapi, kubeapi_settings, kubeconfig, kubectl
 
-from pathlib import Path
-
-import pytest
-from testing.kubeapi import conftest as server
-from testing.kubeapi.conftest import Kubectl
-
-kubeapi_settings = server.kubeapi_settings
-kubeapi = server.kubeapi
-kubeconfig = server.kubeconfig
-kubectl = server.kubectl
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def crds(kubectl: Kubectl) -> Kubectl:
-    """kubectl against a server with the committed CRDs applied and established."""
-    kubectl("apply", "-f", str(REPO / "crds"))
-    kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=10s")
-    return kubectl
+__all__ = ["crds", "kubeapi", "kubeapi_settings", "kubeconfig", "kubectl"]

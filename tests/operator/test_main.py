@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from testing.kubeapi.conftest import Kubectl
+from testing.kubeapi.kopf_log import IN_A_THREAD, LogCollector
 
 from corral.operator.main import FINALIZER, operate, parse_args
 from corral.operator.settings import OperatorSettings
@@ -29,30 +30,13 @@ INTERVAL = 0.3
 
 
 _KNOWN = (
-    # Running kopf in a thread (not the operator's doing).
-    "OS signals are ignored",
+    IN_A_THREAD,
     # A kopf 1.45 bug: a replica pausing for a peer while one of its watch requests awaits
     # headers runs `request_cancel_callback`, which asserts a current task in a
     # done-callback (there is none) and asyncio logs the AssertionError; harmless, the
     # stream is closed right after the headers arrive.
     "Exception in callback stream.<locals>.request_cancel_callback",
 )
-
-
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def problems(self) -> list[str]:
-        return [
-            f"{r.levelname} {r.name}: {r.getMessage()}"
-            for r in self.records
-            if r.levelno >= logging.WARNING and not any(k in r.getMessage() for k in _KNOWN)
-        ]
 
 
 def until(predicate: Callable[[], Any], timeout: float = 15) -> Any:
@@ -115,8 +99,8 @@ def cluster(crds: Kubectl) -> Kubectl:
 
 
 @pytest.fixture
-def log() -> Iterator[_Collect]:
-    collect = _Collect()
+def log() -> Iterator[LogCollector]:
+    collect = LogCollector(_KNOWN)
     logger = logging.getLogger()
     logger.addHandler(collect)
     level = logger.level
@@ -146,7 +130,7 @@ def replica(settings: OperatorSettings, name: str = "operator") -> Iterator[None
 
 
 @pytest.fixture
-def operator(cluster: Kubectl, kubeconfig: Path, log: _Collect) -> Iterator[None]:
+def operator(cluster: Kubectl, kubeconfig: Path, log: LogCollector) -> Iterator[None]:
     settings = OperatorSettings(
         namespace=NAMESPACE, recheck_interval=INTERVAL, peering=None, kubeconfig=kubeconfig
     )
@@ -155,7 +139,7 @@ def operator(cluster: Kubectl, kubeconfig: Path, log: _Collect) -> Iterator[None
 
 
 def test_sandboxes_are_placed_or_pending_or_unsupported(
-    operator: None, cluster: Kubectl, kubeapi: KubeAPIServer, log: _Collect
+    operator: None, cluster: Kubectl, kubeapi: KubeAPIServer, log: LogCollector
 ) -> None:
     kubectl = cluster
     kubectl("apply", "-f", str(REPO / "examples" / "sandbox.yaml"))
@@ -209,7 +193,7 @@ def test_sandboxes_are_placed_or_pending_or_unsupported(
 
 
 def test_a_sandbox_waits_for_a_ready_node_and_is_placed_when_one_registers(
-    operator: None, cluster: Kubectl, log: _Collect
+    operator: None, cluster: Kubectl, log: LogCollector
 ) -> None:
     kubectl = cluster
     stale = datetime.now(UTC) - timedelta(minutes=5)
@@ -263,7 +247,7 @@ PEERING_CRD = {
 
 
 def test_two_replicas_one_active_and_the_standby_takes_over(
-    cluster: Kubectl, kubeconfig: Path, log: _Collect
+    cluster: Kubectl, kubeconfig: Path, log: LogCollector
 ) -> None:
     kubectl = cluster
     kubectl.apply(PEERING_CRD)
@@ -295,7 +279,7 @@ def test_two_replicas_one_active_and_the_standby_takes_over(
 
 
 def test_concurrent_sandboxes_spread_until_full_then_wait(
-    operator: None, cluster: Kubectl, kubeapi: KubeAPIServer, log: _Collect
+    operator: None, cluster: Kubectl, kubeapi: KubeAPIServer, log: LogCollector
 ) -> None:
     kubectl = cluster
     kubectl.apply(lease("small", cpus=4, memory=1024))
@@ -341,7 +325,7 @@ def test_command_line_defaults_to_peering_cluster_wide(monkeypatch: pytest.Monke
 
 
 def test_deleting_a_placed_sandbox_releases_the_finalizer(
-    operator: None, cluster: Kubectl, log: _Collect
+    operator: None, cluster: Kubectl, log: LogCollector
 ) -> None:
     kubectl = cluster
     kubectl("apply", "-f", str(REPO / "examples" / "sandbox.yaml"))

@@ -15,16 +15,8 @@ from corral.testing.kubeapi import ADMIN_TOKEN, KubeAPIServer
 from corral.testing.kubeapi.tls import certificate
 
 from . import operator_app
+from .kopf_log import LogCollector
 from .manifests import GROUP, PLURAL, VERSION, widget
-
-
-class _Collect(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
 
 
 def _until(predicate: Callable[[], Any], timeout: float = 15) -> Any:
@@ -39,10 +31,10 @@ def _until(predicate: Callable[[], Any], timeout: float = 15) -> Any:
 @pytest.fixture
 def operator(
     kubeapi: KubeAPIServer, widgets: Any
-) -> Iterator[tuple[operator_app.Journal, _Collect]]:
+) -> Iterator[tuple[operator_app.Journal, LogCollector]]:
     journal = operator_app.Journal()
     registry = operator_app.build_registry(kubeapi.url, certificate().cert, ADMIN_TOKEN, journal)
-    collect = _Collect()
+    collect = LogCollector()
     logger = logging.getLogger("kopf")
     logger.addHandler(collect)
     level = logger.level
@@ -61,7 +53,7 @@ def operator(
 
 
 def test_operator_create_update_delete_without_errors(
-    operator: tuple[operator_app.Journal, _Collect],
+    operator: tuple[operator_app.Journal, LogCollector],
     widgets: kubernetes.client.CustomObjectsApi,
     kubeapi: KubeAPIServer,
 ) -> None:
@@ -94,12 +86,6 @@ def test_operator_create_update_delete_without_errors(
 
     _until(gone)
     assert journal.deleted == ["w1"]
-    # Running kopf in a thread (not the server's doing) is the one expected warning.
-    problems = [
-        f"{r.levelname} {r.name}: {r.getMessage()}"
-        for r in log.records
-        if r.levelno >= logging.WARNING and "OS signals are ignored" not in r.getMessage()
-    ]
-    assert problems == []
+    assert log.problems() == []
     assert kubeapi.log.writes()["widgets/status"] >= 2
     _until(lambda: kubeapi.log.writes()["events"] >= 1)  # kopf posts k8s events in batches
