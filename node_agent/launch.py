@@ -54,6 +54,8 @@ def listen_unix(path: Path) -> socket.socket:
 
 
 def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
+    pid, start = current_process_identity()  # first, so a launch killed mid-pull reads stale
+    store.update(record.name, supervisor_pid=pid, supervisor_start=start)
     config = record.config
     directory = paths.sandbox_dir(record.uid)
     assets = Assets.load(paths.assets, config["kernel"])
@@ -88,11 +90,8 @@ def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
     )
     qemu = QemuProcess(spec)
     qemu.start()
-    pid, start = current_process_identity()
     store.update(
         record.name,
-        supervisor_pid=pid,
-        supervisor_start=start,
         qemu_pid=qemu.pid,
         accel=choice.accel,
         accel_reason=choice.reason,
