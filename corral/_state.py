@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS sandboxes (
 """
 
 LIVE_STATUSES = frozenset({"creating", "running", "stopping"})
+LAUNCH_GRACE = 60.0  # seconds a new record may wait for its supervisor to record its pid
 COLUMNS = [
     "name",
     "uid",
@@ -103,7 +104,9 @@ class SandboxRecord:
             self.supervisor_pid, self.supervisor_start
         ):
             if self.status == "creating" and not self.supervisor_pid:
-                return self.status, self.reason
+                if time.time() - self.created_at < LAUNCH_GRACE:
+                    return self.status, self.reason  # its launch has not started yet
+                return "stale", f"no supervisor started within {LAUNCH_GRACE:g}s"
             return "stale", f"supervisor (pid {self.supervisor_pid}) is gone"
         return self.status, self.reason
 

@@ -77,3 +77,13 @@ def test_an_older_state_file_gains_new_columns(tmp_path: Path) -> None:
     db.close()
     record = StateStore(tmp_path / "state.db").get("old")
     assert (record.status, record.main_exit, record.boot_id) == ("stopped", "", "")
+
+
+def test_a_record_whose_launch_never_started_turns_stale(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state.db")
+    store.insert("young", "u1", {}, detached=True)
+    assert store.get("young").effective_status[0] == "creating"
+    store.insert("old", "u2", {}, detached=True)
+    store.update("old", created_at=1.0)
+    status, reason = store.get("old").effective_status
+    assert status == "stale" and "no supervisor" in reason
