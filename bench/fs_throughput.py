@@ -25,6 +25,7 @@ from corral.node_agent.vmm import Disk, QemuProcess, VmSpec, qemu_command
 
 SIZE = 256 << 20
 MEMORY_MIB = 1024
+TIMEOUT = 300
 CHUNK = 1 << 20
 FIND_PORT = (
     "for p in /sys/class/virtio-ports/*; do "
@@ -139,8 +140,9 @@ async def corral_throughput() -> tuple[float, float]:
 
 async def main() -> None:
     with bench_home() as home:
-        raw_in, raw_out, raw_in_file = await raw_throughput(home)
-        fs_in, fs_out = await corral_throughput()
+        async with asyncio.timeout(TIMEOUT):  # a stuck transfer fails the run, never hangs it
+            raw_in, raw_out, raw_in_file = await raw_throughput(home)
+            fs_in, fs_out = await corral_throughput()
     mib = 1 << 20
     emit(
         "fs_throughput_256mib",

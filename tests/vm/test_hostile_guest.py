@@ -41,6 +41,10 @@ def hostile_home(corral_home: Path) -> Iterator[Path]:
     manifest["initramfs"] = str(build / "initramfs.cpio")
     (assets / "current.json").write_text(json.dumps(manifest))
     yield home
+    with pytest.MonkeyPatch.context() as env:  # a failed test must not leave its VM running
+        env.setenv("CORRAL_HOME", str(home))
+        for record in Sandbox.list():
+            remove(record.name, force=True)
     shutil.rmtree(home, ignore_errors=True)
 
 
