@@ -67,17 +67,20 @@ class ImageSource:
 def resolve(
     reference: str, default_image: Path, images: Path | None = None, policy: str = "IfMissing"
 ) -> ImageSource:
-    """What `reference` names: 'default', a directory, a tarball, else an OCI reference
-    pulled (per `policy`: Always, IfMissing, Never) into the image store at `images`."""
+    """What `reference` names: 'default', a path (absolute, or starting with '.') to a
+    directory or tarball, else an OCI reference pulled (per `policy`: Always, IfMissing,
+    Never) into the image store at `images`. Paths must look like paths, so that an image
+    name never silently means a directory that happens to share it."""
+    is_path = reference == "default" or reference.startswith(("/", "."))
     path = default_image if reference == "default" else Path(reference)
-    if path.is_dir():
+    if is_path and path.is_dir():
         defaults = _read_defaults(path.parent / "image.json" if reference == "default" else None)
         return ImageSource(reference, path, "directory", defaults)
-    if path.is_file():
+    if is_path and path.is_file():
         if not tarfile.is_tarfile(path):
             raise ImageError(f"image {reference!r}: {path} is not a tar archive")
         return ImageSource(reference, path, "tarball", ImageDefaults())
-    if images is None or reference.startswith(("/", ".")):
+    if images is None or is_path:
         raise ImageError(
             f"image {reference!r} not found: expected 'default', a rootfs directory, "
             "a rootfs tarball or an image reference"
