@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+import dependencies
 
 from corral.node_agent.images.settings import Credentials, RegistryHost, RegistrySettings
 
@@ -155,7 +155,7 @@ def run_registry(directory: Path, tls: bool, auth: str = "") -> Iterator[Registr
     demand that, with the client and skopeo given USER/PASSWORD."""
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
-        pytest.skip(f"missing {missing}: run scripts/setup")
+        dependencies.missing(f"missing {missing}: run scripts/setup")
     directory.mkdir(parents=True)
     port = _free_port()
     storage = directory / "storage"

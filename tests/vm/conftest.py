@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import dependencies
 import pytest
 
 from corral import Sandbox, remove
@@ -25,7 +26,7 @@ def corral_home() -> Iterator[Path]:
         with isolated_home() as home:
             yield home
     except FileNotFoundError as exc:
-        pytest.skip(str(exc))
+        dependencies.missing(str(exc))
 
 
 @pytest.fixture(scope="module")
