@@ -17,18 +17,14 @@ from typing import Any
 
 from kubernetes_asyncio import client as k8s
 
+from corral.api import (
+    ACCELERATOR_ANNOTATION,
+    AGENT_LABEL,
+    CPUS_ANNOTATION,
+    MEMORY_ANNOTATION,
+    VERSION_ANNOTATION,
+)
 from corral.operator.placement import NodeRecord, Usage
-
-AGENT_LABEL = "corral.dev/node-agent"
-"""Marks a Lease as a node agent's registration and heartbeat."""
-CPUS_ANNOTATION = "corral.dev/cpus"
-"""vCPUs the node offers to sandboxes, a decimal integer."""
-MEMORY_ANNOTATION = "corral.dev/memory-mib"
-"""Memory in MiB the node offers to sandboxes, a decimal integer."""
-ACCELERATOR_ANNOTATION = "corral.dev/accelerator"
-"""How the node virtualizes: `kvm` or `tcg`."""
-VERSION_ANNOTATION = "corral.dev/version"
-"""The node agent's version."""
 
 logger = logging.getLogger(__name__)
 

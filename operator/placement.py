@@ -15,10 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from corral.api import Sandbox
+from corral.api import NODE_LABEL, Sandbox
 
-NODE_LABEL = "corral.dev/node"
-"""The label recording a sandbox's node; the node agent watches its own by this label."""
 ACCELERATOR_LABEL = "corral.dev/accelerator"
 """A label every node implicitly carries (`kvm` or `tcg`), so a nodeSelector can ask for KVM."""
 _FINISHED = ("Succeeded", "Failed")

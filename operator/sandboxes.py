@@ -23,11 +23,10 @@ import kopf
 from kubernetes_asyncio import client as k8s
 from pydantic import ValidationError
 
-from corral.api import GROUP, VERSION, Condition, Sandbox
+from corral.api import GROUP, NODE_LABEL, VERSION, Condition, Sandbox
 from corral.operator.conditions import find, set_condition
 from corral.operator.nodes import list_nodes
 from corral.operator.placement import (
-    NODE_LABEL,
     NodeRecord,
     Placed,
     allocations,

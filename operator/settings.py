@@ -6,12 +6,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from corral.api import SYSTEM_NAMESPACE
+
 
 @dataclass(frozen=True)
 class OperatorSettings:
     """How one operator replica runs."""
 
-    namespace: str = "corral-system"
+    namespace: str = SYSTEM_NAMESPACE
     """The operator's own namespace, where node agents keep their Leases."""
     namespaces: tuple[str, ...] = ()
     """Namespaces whose Sandboxes it handles; all (cluster-wide) when empty."""

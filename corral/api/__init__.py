@@ -26,11 +26,33 @@ from corral.api._sandbox import (
     VolumeMount,
 )
 from corral.api._volume import Volume, VolumeSpec, VolumeStatus
+from corral.api._wellknown import (
+    ACCELERATOR_ANNOTATION,
+    AGENT_LABEL,
+    CA_ANNOTATION,
+    CPUS_ANNOTATION,
+    ENDPOINT_ANNOTATION,
+    MEMORY_ANNOTATION,
+    NODE_AGENT_FINALIZER,
+    NODE_LABEL,
+    SYSTEM_NAMESPACE,
+    VERSION_ANNOTATION,
+)
 
 __all__ = [
+    "ACCELERATOR_ANNOTATION",
+    "AGENT_LABEL",
     "API_VERSION",
+    "CA_ANNOTATION",
+    "CPUS_ANNOTATION",
+    "ENDPOINT_ANNOTATION",
     "GROUP",
+    "MEMORY_ANNOTATION",
+    "NODE_AGENT_FINALIZER",
+    "NODE_LABEL",
+    "SYSTEM_NAMESPACE",
     "VERSION",
+    "VERSION_ANNOTATION",
     "Condition",
     "EgressRule",
     "EnvVar",

@@ -7,9 +7,8 @@ from typing import Any
 
 import pytest
 
-from corral.api import Sandbox
+from corral.api import NODE_LABEL, Sandbox
 from corral.operator.placement import (
-    NODE_LABEL,
     NodeRecord,
     Placed,
     Unschedulable,

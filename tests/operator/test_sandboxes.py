@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from corral.api import Sandbox
-from corral.operator.placement import NODE_LABEL, NodeRecord, Usage
+from corral.api import NODE_LABEL, Sandbox
+from corral.operator.placement import NodeRecord, Usage
 from corral.operator.sandboxes import Event, Step, decide, unsupported, wants_placement
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
