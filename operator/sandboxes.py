@@ -23,8 +23,7 @@ import kopf
 from kubernetes_asyncio import client as k8s
 from pydantic import ValidationError
 
-from corral.api import GROUP, NODE_LABEL, VERSION, Condition, Sandbox
-from corral.operator.conditions import find, set_condition
+from corral.api import GROUP, NODE_LABEL, VERSION, Condition, Sandbox, find_condition, set_condition
 from corral.operator.nodes import list_nodes
 from corral.operator.placement import (
     NodeRecord,
@@ -120,7 +119,7 @@ def decide(sandbox: Sandbox, nodes: Sequence[NodeRecord], now: datetime) -> Step
             events.append(Event("Normal", "Placed", scheduled.message))
         else:
             scheduled = _Scheduled("False", "Unschedulable", decision.message)
-    old = find(conditions, SCHEDULED)
+    old = find_condition(conditions, SCHEDULED)
     if scheduled.status == "False" and (old is None or old.reason != scheduled.reason):
         events.append(Event("Warning", scheduled.reason, scheduled.message))
     conditions = set_condition(conditions, SCHEDULED, *scheduled, generation, now)

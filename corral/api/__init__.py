@@ -6,6 +6,7 @@ the wire camelCase: `Sandbox.model_validate(obj)` reads an object from the API s
 `model_dump(mode="json", by_alias=True, exclude_none=True)` writes one. No I/O here.
 """
 
+from corral.api._conditions import find_condition, set_condition
 from corral.api._meta import (
     API_VERSION,
     GROUP,
@@ -71,4 +72,6 @@ __all__ = [
     "VolumeMount",
     "VolumeSpec",
     "VolumeStatus",
+    "find_condition",
+    "set_condition",
 ]

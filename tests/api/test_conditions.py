@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from corral.api import Condition
-from corral.operator.conditions import find, set_condition
+from corral.api import Condition, find_condition, set_condition
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=1)
@@ -47,5 +46,5 @@ def test_a_flip_moves_the_transition_time() -> None:
 
 def test_find() -> None:
     conditions = set_condition([], "Scheduled", "True", "Placed", "", 1, T0)
-    assert find(conditions, "Scheduled") is conditions[0]
-    assert find(conditions, "Ready") is None
+    assert find_condition(conditions, "Scheduled") is conditions[0]
+    assert find_condition(conditions, "Ready") is None

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Literal
 
-from corral.api import Condition
+from corral.api._meta import Condition
 
 
 def set_condition(
@@ -24,7 +24,7 @@ def set_condition(
     now: datetime,
 ) -> list[Condition]:
     """`conditions` with `type` set to the given observation, other types untouched."""
-    old = find(conditions, type)
+    old = find_condition(conditions, type)
     since = old.last_transition_time if old and old.status == status else now
     new = Condition(
         type=type,
@@ -39,6 +39,6 @@ def set_condition(
     return [new if c.type == type else c for c in conditions]
 
 
-def find(conditions: Sequence[Condition], type: str) -> Condition | None:
+def find_condition(conditions: Sequence[Condition], type: str) -> Condition | None:
     """The condition of `type`, if any."""
     return next((c for c in conditions if c.type == type), None)
