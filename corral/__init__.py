@@ -38,6 +38,14 @@ if TYPE_CHECKING:
         Stdout,
     )
     from corral._fs import FileInfo, FsGateway
+    from corral._images import (
+        Image,
+        ImageLayer,
+        PullProgress,
+        RegistryAuth,
+        pull,
+        registry_auths_from_docker_config,
+    )
     from corral._sandbox import Sandbox, SandboxBuilder, remove
     from corral._state import SandboxRecord
     from corral._sync import SyncExecStream, SyncFsGateway, SyncSandbox, SyncSandboxBuilder
@@ -58,6 +66,12 @@ _EXPORTS = {
     "FileInfo": "corral._fs",
     "FsError": "corral._errors",
     "FsGateway": "corral._fs",
+    "Image": "corral._images",
+    "ImageLayer": "corral._images",
+    "PullProgress": "corral._images",
+    "RegistryAuth": "corral._images",
+    "pull": "corral._images",
+    "registry_auths_from_docker_config": "corral._images",
     "ImageError": "corral._errors",
     "InvalidConfig": "corral._errors",
     "Sandbox": "corral._sandbox",
@@ -94,8 +108,12 @@ __all__ = [
     "FileInfo",
     "FsError",
     "FsGateway",
+    "Image",
     "ImageError",
+    "ImageLayer",
     "InvalidConfig",
+    "PullProgress",
+    "RegistryAuth",
     "Sandbox",
     "SandboxAlreadyExists",
     "SandboxBuilder",
@@ -111,6 +129,8 @@ __all__ = [
     "SyncFsGateway",
     "SyncSandbox",
     "SyncSandboxBuilder",
+    "pull",
+    "registry_auths_from_docker_config",
     "remove",
 ]
 

@@ -36,6 +36,7 @@ from corral._errors import (
 )
 from corral._exec import ExecOutput, ExecRequest, ExecStream, collect
 from corral._fs import FsGateway
+from corral._images import ProgressCallback, RegistryAuths, pull
 from corral._paths import Paths
 from corral._protocol import Frame, FrameType, decode_fields
 from corral._state import LIVE_STATUSES, SandboxRecord, StateStore, process_alive
@@ -50,6 +51,8 @@ class SandboxSettings:
 
     def __init__(self, name: str) -> None:
         self._values: dict[str, Any] = {"name": name}
+        self._pull_auth: RegistryAuths | None = None
+        self._pull_progress: ProgressCallback | None = None
 
     def _set(self, key: str, value: Any) -> Self:
         self._values[key] = value
@@ -93,18 +96,49 @@ class SandboxSettings:
         """When to ask the registry: "Always", "IfMissing" (the default) or "Never"."""
         return self._set("pull_policy", policy)
 
+    def registry_auth(self, auth: RegistryAuths) -> Self:
+        """Credentials for the image's registry: one RegistryAuth, or one per registry
+        host. They stay in this process (see `_pulled_first`): never in the sandbox's
+        record, never handed to its supervisor."""
+        self._pull_auth = auth
+        return self
+
+    def on_pull_progress(self, callback: ProgressCallback) -> Self:
+        """Called with a PullProgress as each layer of the image downloads."""
+        self._pull_progress = callback
+        return self
+
     def config(self) -> SandboxConfig:
         return build_config(**self._values)
+
+    async def _pulled_first(self, config: SandboxConfig) -> SandboxConfig:
+        """With credentials or a progress callback, pull the image here, before the
+        launch; the launch then boots the now-local image (policy Never), so its
+        supervisor process needs no credentials and reports no progress."""
+        local = config.image == "default" or config.image.startswith(("/", "."))
+        if local or (self._pull_auth is None and self._pull_progress is None):
+            return config
+        await pull(
+            config.image,
+            auth=self._pull_auth,
+            policy=config.pull_policy,
+            progress=self._pull_progress,
+        )
+        return config.model_copy(update={"pull_policy": "Never"})
+
+    async def _create(self, detached: bool) -> Sandbox:
+        config = self.config()
+        return await Sandbox._launch(await self._pulled_first(config), detached=detached)
 
 
 class SandboxBuilder(SandboxSettings):
     async def create(self) -> Sandbox:
         """A sandbox tied to this process: stopped and removed when the process exits."""
-        return await Sandbox._launch(self.config(), detached=False)
+        return await self._create(detached=False)
 
     async def create_detached(self) -> Sandbox:
         """A sandbox that outlives this process, until `stop()`/`remove()`."""
-        return await Sandbox._launch(self.config(), detached=True)
+        return await self._create(detached=True)
 
 
 class Sandbox:

@@ -13,14 +13,17 @@ import asyncio
 import json
 import shutil
 import sys
+import time
 from pathlib import Path
-from typing import Any
+from typing import TextIO
 
 import click
 
 from corral._cli.errors import Failure
 from corral._cli.manage import render_table
 from corral._errors import CorralError
+from corral._images import Policy, PullProgress
+from corral._images import pull as pull_image
 from corral._paths import Paths
 from corral._state import LIVE_STATUSES, SandboxRecord, StateStore
 from corral.node_agent import rootfs
@@ -29,7 +32,7 @@ from corral.node_agent.images.manifest import ImageConfig
 from corral.node_agent.images.reference import Reference, parse
 from corral.node_agent.images.store import Image, ImageStore
 
-POLICIES = {"always": "Always", "missing": "IfMissing", "never": "Never"}
+POLICIES: dict[str, Policy] = {"always": "Always", "missing": "IfMissing", "never": "Never"}
 
 
 @click.command()
@@ -43,41 +46,58 @@ POLICIES = {"always": "Always", "missing": "IfMissing", "never": "Never"}
 )
 def pull(reference: str, policy: str) -> int:
     """Pull the image REFERENCE into the local store; prints its digest."""
-    from corral.node_agent.images import settings
-    from corral.node_agent.images.pull import PullPolicy
-    from corral.node_agent.images.pull import pull as pull_image
-
-    paths = Paths.from_env()
-    registries = settings.load(paths.home)
-    progress = _Progress(reference) if sys.stderr.isatty() else None
-    image = asyncio.run(
-        pull_image(
-            reference, ImageStore(paths.images), registries, PullPolicy(POLICIES[policy]), progress
-        )
-    )
-    if progress is not None:
-        progress.finish()
+    bar = ProgressBar.for_terminal(reference)
+    try:
+        image = asyncio.run(pull_image(reference, policy=POLICIES[policy], progress=bar))
+    finally:
+        if bar is not None:
+            bar.finish()
     print(image.digest)
     return 0
 
 
-class _Progress:
-    """One status line on the terminal: bytes received over all layers of the pull."""
+class ProgressBar:
+    """A pull's progress on one terminal line: a bar over the bytes of every layer seen
+    so far, redrawn at most ten times a second. Only for a terminal: `for_terminal`
+    gives None otherwise, so logs and pipes stay quiet."""
 
-    def __init__(self, reference: str) -> None:
-        self.reference = reference
+    WIDTH = 30
+
+    def __init__(self, label: str, stream: TextIO) -> None:
+        self.label = label
+        self.stream = stream
         self.layers: dict[str, tuple[int, int]] = {}
+        self.drawn = 0.0
 
-    def __call__(self, digest: str, received: int, total: int) -> None:
-        self.layers[digest] = (received, total)
-        done = sum(received for received, _ in self.layers.values()) >> 20
-        size = sum(total for _, total in self.layers.values()) >> 20
-        sys.stderr.write(f"\r{self.reference}: {done}/{size} MiB")
-        sys.stderr.flush()
+    @classmethod
+    def for_terminal(cls, label: str, stream: TextIO | None = None) -> ProgressBar | None:
+        stream = stream or sys.stderr
+        return cls(label, stream) if stream.isatty() else None
+
+    def __call__(self, event: PullProgress) -> None:
+        self.layers[event.layer] = (event.done, event.total)
+        now = time.monotonic()
+        if now - self.drawn >= 0.1 or event.done == event.total:
+            self.drawn = now
+            self._draw()
+
+    def _draw(self) -> None:
+        done = sum(done for done, _ in self.layers.values())
+        total = sum(total for _, total in self.layers.values()) or 1
+        filled = self.WIDTH * done // total
+        bar = "#" * filled + "." * (self.WIDTH - filled)
+        complete = sum(1 for d, t in self.layers.values() if d == t)
+        self.stream.write(
+            f"\r{self.label}: [{bar}] {done / 2**20:.1f}/{total / 2**20:.1f} MiB, "
+            f"{complete}/{len(self.layers)} layers"
+        )
+        self.stream.flush()
 
     def finish(self) -> None:
         if self.layers:
-            sys.stderr.write("\n")
+            self._draw()
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 @click.group()
@@ -92,7 +112,7 @@ def ls(as_json: bool) -> int:
     store = ImageStore(Paths.from_env().images)
     images = [_local(store, str(reference)) for reference, _ in store.records()]
     if as_json:
-        print(json.dumps([_describe(image) for image in images if image], indent=2))
+        print(json.dumps([image.describe() for image in images if image], indent=2))
         return 0
     rows = [("REFERENCE", "DIGEST", "SIZE")]
     for image in images:
@@ -107,7 +127,7 @@ def ls(as_json: bool) -> int:
 @click.argument("reference")
 def inspect(reference: str) -> int:
     """Show a pulled image's digest, config and layers as JSON."""
-    print(json.dumps(_describe(_find(ImageStore(Paths.from_env().images), reference)), indent=2))
+    print(json.dumps(_find(ImageStore(Paths.from_env().images), reference).describe(), indent=2))
     return 0
 
 
@@ -170,26 +190,6 @@ def _local(store: ImageStore, text: str) -> Image | None:
 def _same_image(store: ImageStore, text: str, image: Image) -> bool:
     local = _local(store, text)
     return local is not None and local.digest == image.digest
-
-
-def _describe(image: Image) -> dict[str, Any]:
-    config = image.config
-    return {
-        "reference": str(image.reference),
-        "digest": image.digest,
-        "size": sum(layer.size for layer in image.layers),
-        "config": {
-            "entrypoint": config.entrypoint,
-            "cmd": config.cmd,
-            "env": config.env,
-            "workdir": config.workdir,
-            "user": config.user,
-        },
-        "layers": [
-            {"digest": layer.digest, "size": layer.size, "media_type": layer.media_type}
-            for layer in image.layers
-        ],
-    }
 
 
 def _live(paths: Paths) -> list[SandboxRecord]:

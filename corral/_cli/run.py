@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 import sys
+from collections.abc import Iterator
 
 import click
 
 from corral._cli.errors import creating
+from corral._cli.images import ProgressBar
 from corral._cli.options import TailCommand, process_options
 from corral._cli.stream import attach
 from corral._config import DEFAULT_IMAGE
@@ -80,6 +83,9 @@ def run(
         builder.kernel(os.path.abspath(kernel) if "/" in kernel else kernel)
     if pull is not None:
         builder.pull_policy(PULL_POLICIES[pull])
+    bar = ProgressBar.for_terminal(image)
+    if bar is not None:
+        builder.on_pull_progress(bar)
     if detach:
         given = {"a command": bool(command), "-i": interactive, "-t": tty, "--timeout": timeout}
         misplaced = [what for what, value in given.items() if value]
@@ -88,14 +94,14 @@ def run(
                 f"--detach runs no command, so it cannot take {', '.join(misplaced)}; "
                 "start the sandbox, then use `corral exec NAME -- COMMAND`"
             )
-        return asyncio.run(_detached(builder))
+        return asyncio.run(_detached(builder, bar))
     if not command:
-        return asyncio.run(_attached(builder, (), timeout, True, sys.stdin.isatty()))
-    return asyncio.run(_attached(builder, command, timeout, interactive, tty))
+        return asyncio.run(_attached(builder, bar, (), timeout, True, sys.stdin.isatty()))
+    return asyncio.run(_attached(builder, bar, command, timeout, interactive, tty))
 
 
-async def _detached(builder: SandboxBuilder) -> int:
-    with creating():
+async def _detached(builder: SandboxBuilder, bar: ProgressBar | None) -> int:
+    with creating(), _finishing(bar):
         sandbox = await builder.create_detached()
     await sandbox.close()
     print(sandbox.name)
@@ -103,14 +109,29 @@ async def _detached(builder: SandboxBuilder) -> int:
 
 
 async def _attached(
-    builder: SandboxBuilder, command: tuple[str, ...], timeout: float | None, stdin: bool, tty: bool
+    builder: SandboxBuilder,
+    bar: ProgressBar | None,
+    command: tuple[str, ...],
+    timeout: float | None,
+    stdin: bool,
+    tty: bool,
 ) -> int:
-    with creating():
+    with creating(), _finishing(bar):
         sandbox = await builder.create()
     async with sandbox:
         return await attach(
             sandbox, command or sandbox.default_command, timeout=timeout, stdin=stdin, tty=tty
         )
+
+
+@contextlib.contextmanager
+def _finishing(bar: ProgressBar | None) -> Iterator[None]:
+    """End the pull's progress line before anything else is written."""
+    try:
+        yield
+    finally:
+        if bar is not None:
+            bar.finish()
 
 
 @click.command("exec", cls=TailCommand, example="corral exec NAME -- uname -a")

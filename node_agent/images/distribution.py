@@ -150,8 +150,10 @@ class Registry:
         scheme, _, rest = challenge.partition(" ")
         params = dict(_CHALLENGE_PARAM.findall(rest))
         credentials = self.settings.credentials.get(reference.registry)
+        if scheme.lower() == "bearer" and credentials is not None and credentials.token:
+            return "Bearer " + credentials.token
         basic = None
-        if credentials is not None:
+        if credentials is not None and credentials.username:
             pair = f"{credentials.username}:{credentials.password}".encode()
             basic = "Basic " + base64.b64encode(pair).decode()
         if scheme.lower() == "basic":

@@ -66,6 +66,10 @@ class ImageConfig:
     env: list[str] = field(default_factory=list)
     workdir: str = ""
     user: str = ""
+    created: str = ""
+    """RFC 3339 time the image was built, as the config says it."""
+    architecture: str = ""
+    os: str = ""
 
 
 def host_platform() -> str:
@@ -186,6 +190,9 @@ def parse_config(data: bytes, what: str) -> ImageConfig:
         env=_strings(config.get("Env"), f"{what} Env"),
         workdir=_string(config.get("WorkingDir"), f"{what} WorkingDir"),
         user=_string(config.get("User"), f"{what} User"),
+        created=_string(document.get("created"), f"{what} created"),
+        architecture=_string(document.get("architecture"), f"{what} architecture"),
+        os=_string(document.get("os"), f"{what} os"),
     )
 
 

@@ -4,13 +4,12 @@ Read from two files at the boundary and then passed explicitly:
 - `$CORRAL_HOME/registries.json`: `{"host[:port]": {"insecure": true, "ca_file": "…"}}`.
   A registry is spoken to over plain HTTP only when it is listed as insecure there.
 - Docker's `config.json` (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`):
-  the `auths` section, with base64 `auth` ("user:password") or `username`/`password`.
+  the `auths` section (parsed by the SDK's `registry_auths_from_docker_config`).
+Credentials given to one pull (`RegistryAuth`) are laid over these for that pull only.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import os
 from collections.abc import Mapping
@@ -18,15 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral._errors import ImageError
-from corral.node_agent.images.reference import DOCKER_HUB
+from corral._images import RegistryAuth, registry_auths_from_docker_config
 
 MAX_SETTINGS_BYTES = 1 << 20
-
-
-@dataclass(frozen=True)
-class Credentials:
-    username: str
-    password: str
 
 
 @dataclass(frozen=True)
@@ -40,7 +33,7 @@ class RegistryHost:
 @dataclass(frozen=True)
 class RegistrySettings:
     hosts: Mapping[str, RegistryHost] = field(default_factory=dict)
-    credentials: Mapping[str, Credentials] = field(default_factory=dict)
+    credentials: Mapping[str, RegistryAuth] = field(default_factory=dict)
     concurrency: int = 3
     """Layers downloaded at once."""
 
@@ -85,39 +78,6 @@ def _read_hosts(path: Path) -> dict[str, RegistryHost]:
     return hosts
 
 
-def read_docker_auths(path: Path) -> dict[str, Credentials]:
+def read_docker_auths(path: Path) -> dict[str, RegistryAuth]:
     """The `auths` of a Docker config file, keyed by registry as references name it."""
-    auths = _read_json(path).get("auths", {})
-    if not isinstance(auths, dict):
-        raise ImageError(f"{path}: auths is not an object")
-    found = {}
-    for key, value in auths.items():
-        if not isinstance(value, dict):
-            raise ImageError(f"{path}: auths entry {key!r} is not an object")
-        credentials = _entry_credentials(value, f"{path}: auths entry {key!r}")
-        if credentials is not None:
-            found[registry_key(key)] = credentials
-    return found
-
-
-def _entry_credentials(entry: dict[str, object], what: str) -> Credentials | None:
-    encoded = entry.get("auth")
-    if isinstance(encoded, str) and encoded:
-        try:
-            decoded = base64.b64decode(encoded, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            raise ImageError(f"{what}: auth is not base64 of 'user:password'") from None
-        username, sep, password = decoded.partition(":")
-        if not sep:
-            raise ImageError(f"{what}: auth is not base64 of 'user:password'")
-        return Credentials(username, password)
-    plain_user, plain_password = entry.get("username"), entry.get("password")
-    if isinstance(plain_user, str) and isinstance(plain_password, str):
-        return Credentials(plain_user, plain_password)
-    return None
-
-
-def registry_key(key: str) -> str:
-    """`https://index.docker.io/v1/` → `docker.io`; `http://host:5000/x` → `host:5000`."""
-    host = key.split("://", 1)[-1].split("/", 1)[0]
-    return DOCKER_HUB if host in ("index.docker.io", "registry-1.docker.io") else host
+    return registry_auths_from_docker_config(_read_json(path), source=str(path))

@@ -17,6 +17,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from corral._errors import ImageError
 from corral.node_agent.images import manifest
@@ -33,6 +34,30 @@ class Image:
     """The manifest's digest (for this host's platform): the image's identity."""
     config: ImageConfig
     layers: tuple[Descriptor, ...]
+
+    def describe(self) -> dict[str, Any]:
+        """The image as JSON: what `corral image inspect` prints and the SDK's `Image`
+        is read from."""
+        config = self.config
+        return {
+            "reference": str(self.reference),
+            "digest": self.digest,
+            "size": sum(layer.size for layer in self.layers),
+            "created": config.created,
+            "architecture": config.architecture,
+            "os": config.os,
+            "config": {
+                "entrypoint": config.entrypoint,
+                "cmd": config.cmd,
+                "env": config.env,
+                "workdir": config.workdir,
+                "user": config.user,
+            },
+            "layers": [
+                {"digest": layer.digest, "size": layer.size, "media_type": layer.media_type}
+                for layer in self.layers
+            ],
+        }
 
 
 class ImageStore:

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import dependencies
 
-from corral.node_agent.images.settings import Credentials, RegistryHost, RegistrySettings
+from corral._images import RegistryAuth
+from corral.node_agent.images.settings import RegistryHost, RegistrySettings
 
 USER, PASSWORD = "corral", "s3cret-pw"
 TOOLS = ("docker-registry", "skopeo", "htpasswd", "openssl")
@@ -180,7 +181,7 @@ def run_registry(directory: Path, tls: bool, auth: str = "") -> Iterator[Registr
         certs.mkdir()
         shutil.copy(ca, certs / "ca.crt")
         settings = RegistrySettings(
-            hosts={host: RegistryHost(ca_file=ca)}, credentials={host: Credentials(USER, PASSWORD)}
+            hosts={host: RegistryHost(ca_file=ca)}, credentials={host: RegistryAuth(USER, PASSWORD)}
         )
         flags: tuple[str, ...] = (
             "--dest-cert-dir",
@@ -191,7 +192,7 @@ def run_registry(directory: Path, tls: bool, auth: str = "") -> Iterator[Registr
         context = ssl.create_default_context(cafile=str(ca))
     else:
         config += [auth] if auth else []
-        credentials = {host: Credentials(USER, PASSWORD)} if auth else {}
+        credentials = {host: RegistryAuth(USER, PASSWORD)} if auth else {}
         settings = RegistrySettings(
             hosts={host: RegistryHost(insecure=True)}, credentials=credentials
         )

@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 
 from corral import ImageError
+from corral._images import RegistryAuth
 from corral.node_agent.images.pull import PullPolicy, pull
 from corral.node_agent.images.reference import parse
-from corral.node_agent.images.settings import Credentials, RegistrySettings, read_docker_auths
+from corral.node_agent.images.settings import RegistrySettings, read_docker_auths
 from corral.node_agent.images.store import ImageStore
 from corral.node_agent.images.unpack import UnpackLimits
 from images.oci_layout import MEDIA, Layout, busybox_layer, compress, digest_of, entry, tar
@@ -239,7 +240,7 @@ async def test_tls_and_basic_auth(
     with pytest.raises(ImageError, match=f"registry {host} requires a login"):
         await pull(reference, store, ca_only, PullPolicy.ALWAYS)
     wrong = RegistrySettings(
-        hosts=secure_registry.settings.hosts, credentials={host: Credentials(USER, "wrong")}
+        hosts=secure_registry.settings.hosts, credentials={host: RegistryAuth(USER, "wrong")}
     )
     with pytest.raises(ImageError, match=f"registry {host} rejected the credentials"):
         await pull(reference, store, wrong, PullPolicy.ALWAYS)
@@ -257,7 +258,7 @@ async def test_credentials_from_a_docker_config(
         json.dumps({"auths": {f"https://{secure_registry.host}/v1/": {"auth": auth}}})
     )
     credentials = read_docker_auths(config)
-    assert credentials == {secure_registry.host: Credentials(USER, PASSWORD)}
+    assert credentials == {secure_registry.host: RegistryAuth(USER, PASSWORD)}
     settings = RegistrySettings(hosts=secure_registry.settings.hosts, credentials=credentials)
     assert (await pull(reference, store, settings)).layers
 
@@ -304,7 +305,7 @@ async def test_bearer_token_auth(store: ImageStore, tmp_path: Path) -> None:
         assert tokens.issued[pushed:] == ["repository:private/busybox:pull"]
 
         wrong = RegistrySettings(
-            hosts=server.settings.hosts, credentials={server.host: Credentials(USER, "wrong")}
+            hosts=server.settings.hosts, credentials={server.host: RegistryAuth(USER, "wrong")}
         )
         with pytest.raises(ImageError, match=r"authentication failed at .*/token \(HTTP 401\)"):
             await pull(reference, ImageStore(tmp_path / "other"), wrong, PullPolicy.ALWAYS)
