@@ -1,14 +1,18 @@
-"""The Sandbox handler: places sandboxes on nodes and reports it in their status.
+"""The Sandbox handler: places sandboxes on nodes and notices when a node is lost.
 
 Registered by `corral.operator.main`. kopf's timer calls `SandboxHandler.reconcile` for
 each Sandbox as soon as the operator sees it (created, or found when the operator starts)
 and then every `recheck_interval` seconds; it parses the object, calls the pure
 `decide()` (which calls the placement planner), and writes only what differs from the
-object: the `corral.dev/node` label, then the status (`nodeName`, `Scheduled` and
-`Unsupported` conditions), then an Event on a transition. Unschedulable sandboxes are
-re-planned on the next tick. Decisions are serialized by a lock, so two placements never
-count the same free capacity; the writes carry the resourceVersion that was decided on,
-so a stale view loses with a conflict instead of overwriting.
+object: the `corral.dev/node` label together with the node agent's finalizer (so a
+deletion waits until that node's agent removed the VM), then the status (`nodeName`,
+`Scheduled` and `Unsupported` conditions), then an Event on a transition. Unschedulable
+sandboxes are re-planned on the next tick. A placed sandbox whose node stopped renewing
+its Lease is marked `Unknown` with `Ready=False/NodeLost` and a Warning Event — never
+replaced: its VM may still run; its node agent writes `Ready` again when it comes back.
+Decisions are serialized by a lock, so two placements never count the same free
+capacity; the writes carry the resourceVersion that was decided on, so a stale view
+loses with a conflict instead of overwriting.
 """
 
 from __future__ import annotations
@@ -23,7 +27,16 @@ import kopf
 from kubernetes_asyncio import client as k8s
 from pydantic import ValidationError
 
-from corral.api import GROUP, NODE_LABEL, VERSION, Condition, Sandbox, find_condition, set_condition
+from corral.api import (
+    GROUP,
+    NODE_AGENT_FINALIZER,
+    NODE_LABEL,
+    VERSION,
+    Condition,
+    Sandbox,
+    find_condition,
+    set_condition,
+)
 from corral.operator.nodes import list_nodes
 from corral.operator.placement import (
     NodeRecord,
@@ -35,6 +48,11 @@ from corral.operator.settings import OperatorSettings
 
 PLURAL = "sandboxes"
 SCHEDULED = "Scheduled"
+READY = "Ready"
+NODE_LOST = "NodeLost"
+_FINISHED = ("Succeeded", "Failed")
+NODES_FRESH = 1.0
+"""Seconds one listing of the node Leases serves every decision."""
 UNSUPPORTED = "Unsupported"
 MANAGER = "corral-operator"
 """The field manager of the operator's writes."""
@@ -60,7 +78,7 @@ class Step:
     """What reconciling one sandbox writes; the default writes nothing."""
 
     label: str | None = None
-    """The node to record in the `corral.dev/node` label."""
+    """The node to record in the `corral.dev/node` label (with the node agent's finalizer)."""
     status: dict[str, Any] | None = None
     """A merge patch of the status."""
     events: list[Event] = field(default_factory=list)
@@ -85,9 +103,11 @@ def placed_on(sandbox: Sandbox) -> str | None:
     return sandbox.status.node_name or sandbox.metadata.labels.get(NODE_LABEL)
 
 
-def wants_placement(sandbox: Sandbox) -> bool:
-    """Whether deciding needs the nodes: not placed yet, and placeable."""
-    return placed_on(sandbox) is None and unsupported(sandbox) is None
+def needs_nodes(sandbox: Sandbox) -> bool:
+    """Whether deciding needs the nodes: to place it, or to check its node is alive."""
+    if placed_on(sandbox) is not None:
+        return sandbox.status.phase not in _FINISHED
+    return unsupported(sandbox) is None
 
 
 class _Scheduled(NamedTuple):
@@ -103,8 +123,17 @@ def decide(sandbox: Sandbox, nodes: Sequence[NodeRecord], now: datetime) -> Step
     events = []
     node = placed_on(sandbox)
     problem = unsupported(sandbox)
+    patch: dict[str, Any] = {}
     if node is not None:
         scheduled = _Scheduled("True", "Placed", f"placed on node {node}")
+        lost = _lost(sandbox, node, nodes)
+        if lost is not None:
+            old = find_condition(conditions, READY)
+            if old is None or old.reason != NODE_LOST:
+                events.append(Event("Warning", NODE_LOST, lost))
+            conditions = set_condition(conditions, READY, "False", NODE_LOST, lost, generation, now)
+            if sandbox.status.phase != "Unknown":
+                patch["phase"] = "Unknown"
     elif problem is not None:
         reason, message = problem
         conditions = set_condition(
@@ -123,7 +152,6 @@ def decide(sandbox: Sandbox, nodes: Sequence[NodeRecord], now: datetime) -> Step
     if scheduled.status == "False" and (old is None or old.reason != scheduled.reason):
         events.append(Event("Warning", scheduled.reason, scheduled.message))
     conditions = set_condition(conditions, SCHEDULED, *scheduled, generation, now)
-    patch: dict[str, Any] = {}
     if conditions != sandbox.status.conditions:
         patch["conditions"] = [_json(c) for c in conditions]
     if node is not None and sandbox.status.node_name != node:
@@ -134,6 +162,18 @@ def decide(sandbox: Sandbox, nodes: Sequence[NodeRecord], now: datetime) -> Step
     return Step(label=label, status=patch or None, events=events)
 
 
+def _lost(sandbox: Sandbox, node: str, nodes: Sequence[NodeRecord]) -> str | None:
+    """Why the sandbox's node counts as lost, or None while it is alive (or the run ended)."""
+    if sandbox.status.phase in _FINISHED or sandbox.metadata.deletion_timestamp is not None:
+        return None
+    record = next((n for n in nodes if n.name == node), None)
+    if record is None:
+        return f"node {node} is no longer registered; the sandbox's state is unknown"
+    if not record.ready:
+        return f"node {node} stopped renewing its lease; the sandbox's state is unknown"
+    return None
+
+
 class SandboxHandler:
     """The kopf timer for Sandboxes, with the API client and lock it shares across them."""
 
@@ -142,6 +182,7 @@ class SandboxHandler:
         self._api = api
         self._objects = k8s.CustomObjectsApi(api)
         self._lock = asyncio.Lock()
+        self._nodes_cache: tuple[float, list[NodeRecord]] = (float("-inf"), [])
 
     def register(self, registry: kopf.OperatorRegistry) -> None:
         """Add this handler's timer to `registry`."""
@@ -161,8 +202,10 @@ class SandboxHandler:
         except ValidationError as exc:  # the CRD schema lets nothing like this through
             raise kopf.PermanentError(f"not a Sandbox this operator can read: {exc}") from exc
         async with self._lock:
-            nodes = await self._nodes() if wants_placement(sandbox) else []
+            nodes = await self._nodes() if needs_nodes(sandbox) else []
             step = decide(sandbox, nodes, datetime.now(UTC))
+            if step.label is not None:
+                self._nodes_cache = (float("-inf"), [])
             try:
                 await self._write(sandbox, step)
             except k8s.ApiException as exc:
@@ -174,6 +217,17 @@ class SandboxHandler:
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
     async def _nodes(self) -> list[NodeRecord]:
+        """The nodes with their allocations; one listing serves liveness checks for a
+        moment, and a placement drops it so the next one counts what it took."""
+        loop = asyncio.get_running_loop()
+        listed_at, nodes = self._nodes_cache
+        if loop.time() - listed_at < NODES_FRESH:
+            return nodes
+        nodes = await self._list_nodes()
+        self._nodes_cache = (loop.time(), nodes)
+        return nodes
+
+    async def _list_nodes(self) -> list[NodeRecord]:
         now = datetime.now(UTC)
         settings = self._settings
         records = await list_nodes(self._api, settings.namespace, now, settings.node_grace)
@@ -189,7 +243,14 @@ class SandboxHandler:
         version = meta.resource_version
         args = (GROUP, VERSION, meta.namespace, PLURAL, meta.name)
         if step.label is not None:
-            body = {"metadata": {"labels": {NODE_LABEL: step.label}, "resourceVersion": version}}
+            finalizers = [f for f in meta.finalizers if f != NODE_AGENT_FINALIZER]
+            body = {
+                "metadata": {
+                    "labels": {NODE_LABEL: step.label},
+                    "finalizers": [*finalizers, NODE_AGENT_FINALIZER],
+                    "resourceVersion": version,
+                }
+            }
             updated = await self._objects.patch_namespaced_custom_object(*args, body, **_PATCH)
             version = updated["metadata"]["resourceVersion"]
         if step.status is not None:

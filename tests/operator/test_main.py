@@ -20,6 +20,7 @@ import yaml
 from testing.kubeapi.conftest import Kubectl
 from testing.kubeapi.kopf_log import IN_A_THREAD, LogCollector
 
+from corral.api import NODE_AGENT_FINALIZER
 from corral.operator.main import FINALIZER, operate, parse_args
 from corral.operator.settings import OperatorSettings
 from corral.testing.kubeapi import KubeAPIServer
@@ -324,13 +325,21 @@ def test_command_line_defaults_to_peering_cluster_wide(monkeypatch: pytest.Monke
     assert not verbose
 
 
-def test_deleting_a_placed_sandbox_releases_the_finalizer(
+def test_deleting_a_placed_sandbox_waits_for_its_node_agent(
     operator: None, cluster: Kubectl, log: LogCollector
 ) -> None:
     kubectl = cluster
     kubectl("apply", "-f", str(REPO / "examples" / "sandbox.yaml"))
     hello = until(lambda: placed(kubectl, "hello"))
-    assert hello["metadata"]["finalizers"] == [FINALIZER]
-    kubectl("delete", "sbx", "hello", "--wait=true", "--timeout=15s")
-    assert kubectl("get", "sbx", "-o", "name").stdout == ""
+    assert sorted(hello["metadata"]["finalizers"]) == sorted([FINALIZER, NODE_AGENT_FINALIZER])
+    kubectl("delete", "sbx", "hello", "--wait=false")
+
+    def only_the_node_agent_holds_it() -> bool:
+        meta = kubectl.json("get", "sbx", "hello")["metadata"]
+        return "deletionTimestamp" in meta and meta["finalizers"] == [NODE_AGENT_FINALIZER]
+
+    until(only_the_node_agent_holds_it)
+    # What the node agent does once the VM is gone: the operator let go already.
+    kubectl("patch", "sbx", "hello", "--type=merge", "-p", '{"metadata":{"finalizers":[]}}')
+    until(lambda: kubectl("get", "sbx", "-o", "name").stdout == "")
     assert log.problems() == []

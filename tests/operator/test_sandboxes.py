@@ -8,7 +8,7 @@ from typing import Any
 
 from corral.api import NODE_LABEL, Sandbox
 from corral.operator.placement import NodeRecord, Usage
-from corral.operator.sandboxes import Event, Step, decide, unsupported, wants_placement
+from corral.operator.sandboxes import Event, Step, decide, needs_nodes, unsupported
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 LATER = NOW + timedelta(seconds=10)
@@ -55,16 +55,50 @@ def test_placing_writes_label_status_and_an_event() -> None:
     assert step.events == [Event("Normal", "Placed", "placed on node big")]
 
 
-def test_a_placed_sandbox_writes_nothing_and_needs_no_nodes() -> None:
+def test_a_placed_sandbox_on_a_live_node_writes_nothing() -> None:
     obj = applied(sandbox(), run(sandbox(), [BIG]))
-    assert not wants_placement(Sandbox.model_validate(obj))
+    assert needs_nodes(Sandbox.model_validate(obj))
+    assert run(obj, [BIG], LATER) == Step()
+
+
+def test_a_finished_sandbox_needs_no_nodes() -> None:
+    obj = applied(sandbox(), run(sandbox(), [BIG]))
+    obj["status"]["phase"] = "Succeeded"
+    assert not needs_nodes(Sandbox.model_validate(obj))
+    assert run(obj, [], LATER) == Step()
+
+
+def test_a_lost_node_marks_its_sandboxes_unknown_once() -> None:
+    obj = applied(sandbox(), run(sandbox(), [BIG]))
+    obj["status"]["phase"] = "Running"
+    lost = NodeRecord("big", Usage(4, 4096), "kvm", ready=False)
+    step = run(obj, [lost], LATER)
+    message = "node big stopped renewing its lease; the sandbox's state is unknown"
+    assert step.label is None
+    assert step.status is not None and step.status["phase"] == "Unknown"
+    ready = {c["type"]: c for c in step.status["conditions"]}["Ready"]
+    assert (ready["status"], ready["reason"], ready["message"]) == ("False", "NodeLost", message)
+    assert step.events == [Event("Warning", "NodeLost", message)]
+    assert run(applied(obj, step), [lost], LATER + timedelta(seconds=10)) == Step()
+
+
+def test_an_unregistered_node_is_lost_too() -> None:
+    obj = applied(sandbox(), run(sandbox(), [BIG]))
+    step = run(obj, [SMALL], LATER)
+    assert step.status is not None and step.status["phase"] == "Unknown"
+    assert [e.reason for e in step.events] == ["NodeLost"]
+
+
+def test_a_sandbox_being_deleted_is_not_marked_lost() -> None:
+    obj = applied(sandbox(), run(sandbox(), [BIG]))
+    obj["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:05Z"
     assert run(obj, [], LATER) == Step()
 
 
 def test_a_lost_status_write_is_completed_from_the_label() -> None:
     obj = sandbox()
     obj["metadata"]["labels"] = {NODE_LABEL: "big"}
-    step = run(obj, [])
+    step = run(obj, [BIG])
     assert step.label is None
     assert step.status is not None and step.status["nodeName"] == "big"
     assert step.events == []
@@ -73,7 +107,7 @@ def test_a_lost_status_write_is_completed_from_the_label() -> None:
 def test_a_lost_label_write_is_completed_from_the_status() -> None:
     obj = applied(sandbox(), run(sandbox(), [BIG]))
     obj["metadata"]["labels"] = {}
-    assert run(obj, [], LATER) == Step(label="big")
+    assert run(obj, [BIG], LATER) == Step(label="big")
 
 
 def test_unschedulable_warns_once_and_rewrites_only_a_changed_message() -> None:
@@ -108,7 +142,7 @@ def test_pending_then_placed_when_a_node_fits() -> None:
 
 def test_volumes_are_unsupported_and_not_placed() -> None:
     obj = sandbox(volumes=[{"name": "workspace", "mountPath": "/work"}])
-    assert not wants_placement(Sandbox.model_validate(obj))
+    assert not needs_nodes(Sandbox.model_validate(obj))
     step = run(obj, [BIG])
     assert step.label is None
     assert step.status is not None
@@ -143,5 +177,5 @@ def test_a_phase_set_by_the_node_agent_is_kept() -> None:
     obj = sandbox()
     obj["metadata"]["labels"] = {NODE_LABEL: "big"}
     obj["status"] = {"phase": "Running", "nodeName": "big"}
-    step = run(obj, [])
+    step = run(obj, [BIG])
     assert step.status is not None and "phase" not in step.status
