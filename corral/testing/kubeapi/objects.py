@@ -6,7 +6,8 @@ preconditions (409), the status subresource (the main endpoint ignores status,
 `/status` changes only status), finalizers and deletionTimestamp, namespace
 lifecycle, custom resources pruned/defaulted/validated against their CRD (422),
 managedFields, and the CRD side effects (registering and unregistering the
-resource). `app.py` calls it; `gc.py` is called back after deletions.
+resource). `app.py` calls it; `gc.py` is called back after deletions, `aggregation.py`
+after ClusterRole writes.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import cel, crds, fields, gc
+from . import aggregation, cel, crds, fields, gc
 from .errors import STALE, APIError, FieldError, already_exists, conflict, invalid, not_found
 from .meta import generate_name, new_uid, now, tracks_generation, validate_meta
 from .patch import APPLY, apply_patch
@@ -74,6 +75,7 @@ class Objects:
         self.store = store
         self.registry = registry
         self.collector = gc.Collector(self)
+        self.aggregator = aggregation.Aggregator(self)
 
     # -- reads ------------------------------------------------------------------------
 
@@ -259,6 +261,7 @@ class Objects:
         stored = self.store.put(resource.key, obj)
         if resource.key == CRD_KEY:
             self.registry.add(from_crd(stored))
+        self.aggregator.changed(resource)
         return stored
 
     # -- update -----------------------------------------------------------------------
@@ -420,6 +423,7 @@ class Objects:
         if resource.key == CRD_KEY:
             self.registry.add(from_crd(stored))
         self.collector.changed(resource, old, stored)
+        self.aggregator.changed(resource)
         return stored
 
     # -- delete -----------------------------------------------------------------------
@@ -484,6 +488,7 @@ class Objects:
             self.registry.remove(custom.key)
             self.store.drop_resource(custom.key)
         self.collector.deleted(resource, gone)
+        self.aggregator.changed(resource)
         return gone
 
     def internal_update(self, resource: Resource, obj: JSON, manager: str) -> None:

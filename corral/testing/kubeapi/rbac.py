@@ -7,7 +7,8 @@ Roles, ClusterRoles and bindings the server stores, with the rules of
 resources incl. `resource/subresource` and `*/subresource`, resourceNames,
 nonResourceURLs). `system:masters` bypasses RBAC as on a real cluster. Also
 answers TokenReview and (Self/Local)SubjectAccessReview, and seeds the bootstrap
-roles every cluster has (cluster-admin, system:discovery, system:basic-user).
+roles every cluster has (cluster-admin, system:discovery, system:basic-user, and the
+aggregated admin, edit and view that `aggregation.py` fills).
 """
 
 from __future__ import annotations
@@ -234,6 +235,19 @@ def _role(name: str, rules: list[JSON]) -> JSON:
     }
 
 
+def _aggregated(name: str, into: str | None) -> JSON:
+    """A user-facing role (admin, edit, view) made of the roles labelled aggregate-to-NAME;
+    `into` is the role it is itself aggregated into. The rules the real bootstrap policy
+    gives it for built-in resources (system:aggregate-to-NAME) are left out."""
+    role = _role(name, [])
+    role["aggregationRule"] = {
+        "clusterRoleSelectors": [{"matchLabels": {f"{RBAC}/aggregate-to-{name}": "true"}}]
+    }
+    if into:
+        role["metadata"]["labels"][f"{RBAC}/aggregate-to-{into}"] = "true"
+    return role
+
+
 def _binding(name: str, group: str) -> JSON:
     return {
         "apiVersion": f"{RBAC}/v1",
@@ -296,6 +310,9 @@ def bootstrap_objects() -> list[tuple[str, JSON]]:
                 ],
             ),
         ),
+        ("clusterroles", _aggregated("admin", None)),
+        ("clusterroles", _aggregated("edit", "admin")),
+        ("clusterroles", _aggregated("view", "edit")),
         ("clusterrolebindings", _binding("cluster-admin", MASTERS)),
         ("clusterrolebindings", _binding("system:discovery", AUTHENTICATED)),
         ("clusterrolebindings", _binding("system:basic-user", AUTHENTICATED)),

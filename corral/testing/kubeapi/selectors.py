@@ -2,7 +2,8 @@
 
 Owns the selector grammar of `k8s.io/apimachinery/pkg/labels` (`=`, `==`, `!=`,
 `in`, `notin`, exists, `!`not-exists) and `.../fields` (`=`, `==`, `!=` on the
-field labels a resource supports). Used by list, watch and deletecollection.
+field labels a resource supports). Used by list, watch and deletecollection, and
+(label selector objects) by ClusterRole aggregation.
 """
 
 from __future__ import annotations
@@ -98,6 +99,23 @@ def parse_labels(text: str | None) -> list[Requirement]:
             else:
                 _check(part, [], part)
                 requirements.append(Requirement(part, "exists"))
+    return requirements
+
+
+_EXPRESSION_OPS = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
+
+
+def from_label_selector(selector: JSON) -> list[Requirement]:
+    """The requirements of a `metav1.LabelSelector` object (matchLabels, matchExpressions);
+    none, which matches everything, for an empty one."""
+    requirements = [
+        Requirement(key, "=", frozenset({value}))
+        for key, value in (selector.get("matchLabels") or {}).items()
+    ]
+    for expression in selector.get("matchExpressions") or []:
+        op = _EXPRESSION_OPS[expression["operator"]]
+        values = frozenset(expression.get("values") or ())
+        requirements.append(Requirement(expression["key"], op, values))
     return requirements
 
 
