@@ -3,6 +3,10 @@
 `crds/` in the repository is this module's output (`python -m corral.api.crd --write
 crds/`); a test regenerates it and fails on drift, so the models stay the one source.
 `crds()` is pure, for callers that install the CRDs through a client.
+
+The folder is also a kustomize base (manifests/ includes it): its kustomization is the
+file `Kustomization`, the one name kustomize reads that `kubectl apply -f crds/` skips
+(it reads only .yaml, .yml and .json files, and a kustomization is no API object).
 """
 
 from __future__ import annotations
@@ -97,7 +101,8 @@ def crds() -> list[JSON]:
 
 
 def write(directory: Path) -> list[Path]:
-    """Write one `<plural>.<group>.yaml` per CRD into `directory`; returns the paths."""
+    """Write one `<plural>.<group>.yaml` per CRD into `directory`, and the `Kustomization`
+    listing them; returns the CRDs' paths."""
     import yaml  # a development tool's dependency, not the runtime's
 
     directory.mkdir(parents=True, exist_ok=True)
@@ -107,6 +112,14 @@ def write(directory: Path) -> list[Path]:
         text = yaml.safe_dump(definition, sort_keys=False, width=100, allow_unicode=True)
         path.write_text(_HEADER + text)
         paths.append(path)
+    kustomization = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [path.name for path in paths],
+    }
+    (directory / "Kustomization").write_text(
+        _HEADER + yaml.safe_dump(kustomization, sort_keys=False)
+    )
     return paths
 
 
