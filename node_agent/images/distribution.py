@@ -24,7 +24,7 @@ import aiohttp
 
 from corral._errors import ImageError
 from corral.node_agent.images import manifest
-from corral.node_agent.images.blobs import Writer
+from corral.node_agent.images.blobs import Sink
 from corral.node_agent.images.manifest import Descriptor
 from corral.node_agent.images.reference import Reference
 from corral.node_agent.images.settings import RegistrySettings
@@ -97,34 +97,38 @@ class Registry:
         self,
         reference: Reference,
         descriptor: Descriptor,
-        write: Writer,
+        sink: Sink,
         progress: Progress | None = None,
     ) -> None:
-        """Stream a blob's bytes to `write` (which bounds them by the descriptor's size)."""
+        """Stream a blob's bytes into `sink` (which bounds them by the descriptor's size),
+        asking only for the bytes after `sink.offset` when it already holds some."""
         url = self._url(reference, "blobs", descriptor.digest)
-        async with self._get(reference, url, "*/*") as response:
-            received = 0
+        ranged = f"bytes={sink.offset}-" if sink.offset else ""
+        async with self._get(reference, url, "*/*", ranged) as response:
+            if response.status == 200 and sink.offset:
+                sink.restart()  # the registry ignored the Range: take the whole blob
+            elif response.status == 206:
+                _check_range(response, sink.offset, descriptor, url)
             try:
                 async for chunk in response.content.iter_chunked(CHUNK):
-                    write(chunk)
-                    received += len(chunk)
+                    sink.write(chunk)
                     if progress is not None:
-                        progress(descriptor.digest, received, descriptor.size)
+                        progress(descriptor.digest, sink.received, descriptor.size)
             except (aiohttp.ClientError, OSError) as exc:
                 raise ImageError(
                     f"registry {reference.registry}: the download of {descriptor.digest} "
-                    f"broke off after {received} of {descriptor.size} bytes "
-                    f"({type(exc).__name__}: {exc}); nothing of it was kept"
+                    f"broke off after {sink.received} of {descriptor.size} bytes "
+                    f"({type(exc).__name__}: {exc}); the next pull resumes from there"
                 ) from None
 
     @asynccontextmanager
     async def _get(
-        self, reference: Reference, url: str, accept: str
+        self, reference: Reference, url: str, accept: str, ranged: str = ""
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         assert self._session is not None, "Registry is used outside `async with`"
         key = (reference.registry, reference.repository)
         for attempt in range(2):
-            headers = {"Accept": accept}
+            headers = {"Accept": accept, **({"Range": ranged} if ranged else {})}
             if key in self._auth:
                 headers["Authorization"] = self._auth[key]
             try:
@@ -140,7 +144,7 @@ class Registry:
                 continue
             break
         try:
-            await _check(response, reference, url, authorized=key in self._auth)
+            await _check(response, reference, url, key in self._auth, partial=bool(ranged))
             yield response
         finally:
             response.release()
@@ -204,9 +208,13 @@ class Registry:
 
 
 async def _check(
-    response: aiohttp.ClientResponse, reference: Reference, url: str, authorized: bool
+    response: aiohttp.ClientResponse,
+    reference: Reference,
+    url: str,
+    authorized: bool,
+    partial: bool = False,
 ) -> None:
-    if response.status == 200:
+    if response.status == 200 or (partial and response.status == 206):
         return
     detail = (await response.content.read(MAX_ERROR_BYTES)).decode(errors="replace").strip()
     if response.status == 401:
@@ -217,6 +225,16 @@ async def _check(
     if response.status == 404:
         raise ImageError(f"{reference}: not found on registry {reference.registry} ({url})")
     raise ImageError(f"{url}: HTTP {response.status}: {detail}")
+
+
+def _check_range(
+    response: aiohttp.ClientResponse, offset: int, descriptor: Descriptor, url: str
+) -> None:
+    """A 206 must hold the rest of the blob, from `offset` on."""
+    wanted = f"bytes {offset}-{descriptor.size - 1}/"
+    content_range = response.headers.get("Content-Range", "")
+    if not content_range.startswith(wanted):
+        raise ImageError(f"{url}: asked for bytes {offset}- and got range {content_range!r:.80}")
 
 
 async def _read_bounded(response: aiohttp.ClientResponse, limit: int, url: str) -> bytes:

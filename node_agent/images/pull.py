@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from corral._errors import ImageError
 from corral.node_agent.images import manifest
-from corral.node_agent.images.blobs import Writer
+from corral.node_agent.images.blobs import Sink
 from corral.node_agent.images.distribution import Progress, Registry
 from corral.node_agent.images.reference import Reference, parse
 from corral.node_agent.images.settings import RegistrySettings
@@ -94,9 +94,9 @@ def _download(
     reference: Reference,
     descriptor: manifest.Descriptor,
     progress: Progress | None = None,
-) -> Callable[[Writer], Awaitable[None]]:
-    async def download(write: Writer) -> None:
-        await registry.blob(reference, descriptor, write, progress)
+) -> Callable[[Sink], Awaitable[None]]:
+    async def download(sink: Sink) -> None:
+        await registry.blob(reference, descriptor, sink, progress)
 
     return download
 

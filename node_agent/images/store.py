@@ -114,12 +114,13 @@ class ImageStore:
         return {digest, found.config.digest, *(layer.digest for layer in found.layers)}
 
     def prune(self, keep: set[str]) -> list[str]:
-        """Remove every stored blob that no record and no manifest in `keep` needs; the
-        removed digests. Temporary files of downloads in progress are left alone."""
+        """Remove every stored blob that no record and no manifest in `keep` needs, and
+        the partial files of abandoned downloads; what was removed. Downloads in progress
+        are left alone."""
         needed = set()
         for digest in keep | {digest for _, digest in self.records()}:
             needed |= self.blobs_of(digest)
-        removed = []
+        removed = [str(path) for path in self.blobs.remove_partials()]
         for digest in self.blobs.digests():
             if digest not in needed:
                 self.blobs.remove(digest)

@@ -151,9 +151,12 @@ def _wait_ready(url: str, context: ssl.SSLContext | None, process: subprocess.Po
 
 
 @contextlib.contextmanager
-def run_registry(directory: Path, tls: bool, auth: str = "") -> Iterator[RegistryServer]:
+def run_registry(
+    directory: Path, tls: bool, auth: str = "", access_log: bool = False
+) -> Iterator[RegistryServer]:
     """A registry in `directory`; `auth` (a YAML `auth:` line, plain HTTP only) makes it
-    demand that, with the client and skopeo given USER/PASSWORD."""
+    demand that, with the client and skopeo given USER/PASSWORD. With `access_log`, every
+    request's line (method, path, status, bytes) goes to `directory`/registry.log."""
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
         dependencies.missing(f"missing {missing}: run scripts/setup")
@@ -162,7 +165,7 @@ def run_registry(directory: Path, tls: bool, auth: str = "") -> Iterator[Registr
     storage = directory / "storage"
     config = [
         "version: 0.1",
-        "log: {level: error, accesslog: {disabled: true}}",
+        f"log: {{level: error, accesslog: {{disabled: {str(not access_log).lower()}}}}}",
         f"storage: {{filesystem: {{rootdirectory: {storage}}}, delete: {{enabled: true}}}}",
         "http:",
         f"  addr: 127.0.0.1:{port}",

@@ -263,10 +263,12 @@ async def test_credentials_from_a_docker_config(
     assert (await pull(reference, store, settings)).layers
 
 
-async def test_registry_stopped_mid_pull(store: ImageStore, tmp_path: Path) -> None:
+async def test_registry_stopped_mid_pull_then_resumed(store: ImageStore, tmp_path: Path) -> None:
     """The registry dies while a large layer downloads: a clear error that names it, no
-    partial blob and no image record left; once it is back, the next pull succeeds."""
-    with run_registry(tmp_path / "registry", tls=False) as server:
+    blob and no image record, only the dot-named partial file. Once the registry is
+    back, the next pull asks for the rest with a Range request (a 206 for the missing
+    bytes only, in the registry's access log) and the whole blob's digest is checked."""
+    with run_registry(tmp_path / "registry", tls=False, access_log=True) as server:
         big = tar(entry("big", os.urandom(48 << 20)))
         layout = Layout(tmp_path / "layout-big")
         layout.tag(layout.image([busybox_layer(), big], compression="tar"), "v1")
@@ -281,13 +283,46 @@ async def test_registry_stopped_mid_pull(store: ImageStore, tmp_path: Path) -> N
             await pull(reference, store, server.settings, PullPolicy.ALWAYS, stop_once_started)
         assert server.process is None, "the registry was not stopped mid-download"
         assert not store.blobs.has(big_digest)
-        assert not list(store.blobs.directory.glob(".partial-*"))
+        assert big_digest not in store.blobs.digests()
+        [partial] = store.blobs.directory.glob(".partial-*")
+        kept = partial.stat().st_size
+        assert 4 << 20 <= kept < len(big)
         assert store.lookup(parse(reference)) is None
 
         server.start()
         image = await pull(reference, store, server.settings, PullPolicy.ALWAYS)
         assert store.blobs.has(big_digest)
         assert store.lookup(parse(reference)) == image
+        assert not list(store.blobs.directory.glob(".partial-*"))
+        log = (tmp_path / "registry/registry.log").read_text()
+        ranged = re.findall(rf'"GET /v2/big/blobs/{big_digest} HTTP/1.1" 206 (\d+)', log)
+        assert [int(size) for size in ranged] == [len(big) - kept]
+
+
+async def test_a_wrong_partial_file_is_discarded(
+    registry: RegistryServer, store: ImageStore, tmp_path: Path
+) -> None:
+    """Resumed bytes are checked with the rest: a partial file holding the wrong bytes
+    makes the pull fail on the whole blob's digest and is deleted, so the next pull
+    downloads from the start and succeeds."""
+    layer = tar(entry("data", os.urandom(3 << 20)))
+    reference = push(registry, tmp_path, "resume-wrong", layer, compression="tar")
+    partial = store.blobs.directory / f".partial-{digest_of(layer)[7:]}"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(bytes(1 << 20))
+    with pytest.raises(ImageError, match=f"blob {digest_of(layer)}: received {len(layer)} bytes"):
+        await pull(reference, store, registry.settings)
+    assert not partial.exists()
+    image = await pull(reference, store, registry.settings)
+    assert store.blobs.has(image.layers[0].digest)
+
+
+async def test_prune_removes_abandoned_partial_files(store: ImageStore) -> None:
+    stale = store.blobs.directory / f".partial-{'a' * 64}"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"abandoned")
+    assert store.prune(set()) == [str(stale)]
+    assert not stale.exists()
 
 
 async def test_bearer_token_auth(store: ImageStore, tmp_path: Path) -> None:
