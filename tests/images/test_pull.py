@@ -18,10 +18,11 @@ from corral import ImageError
 from corral._images import RegistryAuth
 from corral.node_agent.images.pull import PullPolicy, pull
 from corral.node_agent.images.reference import parse
-from corral.node_agent.images.settings import RegistrySettings, read_docker_auths
+from corral.node_agent.images.settings import RegistryHost, RegistrySettings, read_docker_auths
 from corral.node_agent.images.store import ImageStore
 from corral.node_agent.images.unpack import UnpackLimits
 from images.oci_layout import MEDIA, Layout, busybox_layer, compress, digest_of, entry, tar
+from images.range_proxy import run_range_dropping_proxy
 from images.registry import PASSWORD, USER, RegistryServer, run_registry
 from images.token_auth import run_token_server
 
@@ -315,6 +316,26 @@ async def test_a_wrong_partial_file_is_discarded(
     assert not partial.exists()
     image = await pull(reference, store, registry.settings)
     assert store.blobs.has(image.layers[0].digest)
+
+
+async def test_a_registry_that_ignores_range_restarts_cleanly(
+    registry: RegistryServer, store: ImageStore, tmp_path: Path
+) -> None:
+    """The partial file holds a good first MiB and the client asks for the rest, but the
+    registry (here behind a proxy that drops Range) sends the whole blob with a 200: the
+    held bytes are discarded and the blob is taken from the start."""
+    layer = tar(entry("data", os.urandom(3 << 20)))
+    reference = push(registry, tmp_path, "resume-200", layer, compression="tar")
+    partial = store.blobs.directory / f".partial-{digest_of(layer)[7:]}"
+    partial.parent.mkdir(parents=True)
+    partial.write_bytes(layer[: 1 << 20])
+    with run_range_dropping_proxy(registry.host) as proxy:
+        settings = RegistrySettings(hosts={proxy.host: RegistryHost(insecure=True)})
+        proxied = reference.replace(registry.host, proxy.host)
+        image = await pull(proxied, store, settings)
+    assert proxy.ranges == [f"bytes={1 << 20}-"]
+    assert store.blobs.path(image.layers[0].digest).read_bytes() == layer
+    assert not partial.exists()
 
 
 async def test_prune_removes_abandoned_partial_files(store: ImageStore) -> None:
