@@ -43,6 +43,7 @@ if TYPE_CHECKING:
         ImageLayer,
         PullProgress,
         RegistryAuth,
+        load,
         pull,
         registry_auths_from_docker_config,
     )
@@ -70,6 +71,7 @@ _EXPORTS = {
     "ImageLayer": "corral._images",
     "PullProgress": "corral._images",
     "RegistryAuth": "corral._images",
+    "load": "corral._images",
     "pull": "corral._images",
     "registry_auths_from_docker_config": "corral._images",
     "ImageError": "corral._errors",
@@ -129,6 +131,7 @@ __all__ = [
     "SyncFsGateway",
     "SyncSandbox",
     "SyncSandboxBuilder",
+    "load",
     "pull",
     "registry_auths_from_docker_config",
     "remove",

@@ -1,6 +1,6 @@
-"""The SDK's images: `pull`, the `Image` it returns, and registry credentials.
+"""The SDK's images: `pull`, `load`, the `Image` they return, and registry credentials.
 
-The SDK does not import the runtime: a pull runs in a short-lived helper
+The SDK does not import the runtime: a pull or a load runs in a short-lived helper
 process (`python -m corral.node_agent.images.worker`), the way a sandbox's launch does.
 Credentials reach it on its stdin pipe only, so they are never on a command line, in
 the state store or in a log, and live no longer than the pull; progress comes back as
@@ -13,6 +13,7 @@ import asyncio
 import base64
 import binascii
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
@@ -128,6 +129,14 @@ async def pull(
     }
     [image] = await _run(request, progress)
     return image
+
+
+async def load(path: str | os.PathLike[str], *, tag: str | None = None) -> list[Image]:
+    """Import the images of an OCI layout directory, or of an OCI or Docker archive
+    (`docker save`; skopeo's `oci-archive:`, `docker-archive:`), into the local store.
+    Each is recorded under its name in the archive, or under `tag` when given."""
+    request = {"op": "load", "path": os.fspath(path), "tag": tag}  # the helper shares our cwd
+    return await _run(request, None)
 
 
 def _auths_json(reference: str, auth: RegistryAuths | None) -> dict[str, dict[str, str]]:

@@ -1,4 +1,4 @@
-"""Image commands: `corral pull` and `corral image ls | inspect | rm | prune`.
+"""Image commands: `corral pull` and `corral image load | ls | inspect | rm | prune`.
 
 A thin face over the node agent's image store (`$CORRAL_HOME/images`); only `pull`
 loads the registry client. `rm` drops a record and refuses while a live sandbox runs
@@ -23,6 +23,7 @@ from corral._cli.errors import Failure
 from corral._cli.manage import render_table
 from corral._errors import CorralError
 from corral._images import Policy, PullProgress
+from corral._images import load as load_images
 from corral._images import pull as pull_image
 from corral._paths import Paths
 from corral._state import LIVE_STATUSES, SandboxRecord, StateStore
@@ -103,6 +104,17 @@ class ProgressBar:
 @click.group()
 def image() -> None:
     """Manage the local image store."""
+
+
+@image.command()
+@click.argument("path", type=click.Path(exists=True))
+@click.option("--tag", metavar="NAME", help="Record the image as NAME (e.g. app:1.0).")
+def load(path: str, tag: str | None) -> int:
+    """Load the images of an OCI layout directory or an OCI/Docker archive (`docker
+    save`); prints the name each is recorded under."""
+    for loaded in asyncio.run(load_images(path, tag=tag)):
+        print(f"{loaded.reference} {loaded.digest}")
+    return 0
 
 
 @image.command("ls")

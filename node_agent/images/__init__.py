@@ -8,6 +8,8 @@
     unpack        apply layers to a tree without anything escaping its root
     store         local image records (reference → manifest digest) and image trees
     pull          pull(reference, policy): the registry side of the store
+    archive       load(path): OCI layouts and OCI / Docker archives into the store
+    worker        the helper process the SDK runs for a pull or a load
 
 Only `pull` and `distribution` import aiohttp, so a sandbox whose image is already
 local boots without loading it. `rootfs` imports this package, never the reverse.

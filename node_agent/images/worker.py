@@ -2,7 +2,7 @@
 
 The SDK (corral._images) starts this helper rather than importing the runtime. It reads
 one JSON request from stdin — `{"op": "pull", "reference", "policy", "auths",
-"progress"}` — and answers with JSON lines on stdout:
+"progress"}` or `{"op": "load", "path", "tag"}` — and answers with JSON lines on stdout:
 `{"progress": {...}}` while layers download, then `{"ok": true, "images": [...]}` or
 `{"ok": false, "kind", "error"}`. Credentials arrive only on stdin and are laid over the
 configured ones for this one pull; nothing of them is written anywhere.
@@ -50,6 +50,12 @@ async def _pull(request: dict[str, Any], home: Path) -> list[Image]:
     return [image]
 
 
+async def _load(request: dict[str, Any], home: Path) -> list[Image]:
+    from corral.node_agent.images.archive import load
+
+    return await load(Path(request["path"]), ImageStore(Paths(home).images), request["tag"])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--home", required=True, type=Path)
@@ -58,6 +64,8 @@ def main() -> None:
         request = json.loads(sys.stdin.buffer.read(MAX_REQUEST_BYTES))
         if request.get("op") == "pull":
             images = asyncio.run(_pull(request, args.home))
+        elif request.get("op") == "load":
+            images = asyncio.run(_load(request, args.home))
         else:
             raise ImageError(f"unknown image operation {request.get('op')!r}")
     except (CorralError, OSError, ValueError, KeyError, TypeError) as exc:
