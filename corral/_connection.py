@@ -3,6 +3,9 @@
 One reader task demultiplexes frames into per-stream queues; each stream honours the
 protocol's per-stream flow-control window in both directions, so one slow consumer
 never stalls the others and no side buffers more than a window per stream.
+
+The bytes travel over a `Transport`: the supervisor's unix socket (embedded) or a
+WebSocket to a node agent that relays to it (cluster, `corral._cluster`).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 from collections.abc import Iterable
+from typing import Protocol
 
 from corral._errors import ChannelError
 from corral._protocol import (
@@ -109,12 +113,42 @@ class Stream:
         self._connection.forget(self.id)
 
 
-class Connection:
-    """A client connection to one supervisor's unix socket."""
+class Transport(Protocol):
+    """A byte stream to a supervisor. `read` returns b"" at the end; `write` returns once
+    the bytes are handed on (waiting while the other side is slow)."""
+
+    async def read(self) -> bytes: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class UnixTransport:
+    """The supervisor's unix socket."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._reader = reader
         self._writer = writer
+
+    async def read(self) -> bytes:
+        return await self._reader.read(READ_CHUNK)
+
+    async def write(self, data: bytes) -> None:
+        self._writer.write(data)
+        await self._writer.drain()
+
+    async def close(self) -> None:
+        self._writer.close()
+        with contextlib.suppress(OSError):
+            await self._writer.wait_closed()
+
+
+class Connection:
+    """A client connection to one supervisor, over a unix socket or a relaying WebSocket."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
         self._streams: dict[int, Stream] = {}
         self._ids = itertools.count(1)
         self._write_lock = asyncio.Lock()
@@ -130,30 +164,36 @@ class Connection:
             )
         except (OSError, TimeoutError) as exc:
             raise ChannelError(f"cannot connect to supervisor at {socket_path}: {exc}") from exc
-        connection = cls(reader, writer)
-        await connection._handshake(timeout)
+        return await cls.over(UnixTransport(reader, writer), timeout)
+
+    @classmethod
+    async def over(cls, transport: Transport, timeout: float = 10.0) -> Connection:
+        """Handshake over an open transport; it is closed if the handshake fails."""
+        connection = cls(transport)
+        try:
+            await connection._handshake(timeout)
+        except BaseException:
+            await transport.close()
+            raise
         return connection
 
     async def _handshake(self, timeout: float) -> None:
-        self._writer.write(
-            Frame(FrameType.HELLO, 0, encode_fields([(1, PROTOCOL_VERSION)])).encode()
-        )
         decoder = FrameDecoder()
         try:
             async with asyncio.timeout(timeout):
+                hello = Frame(FrameType.HELLO, 0, encode_fields([(1, PROTOCOL_VERSION)]))
+                await self._transport.write(hello.encode())
                 while True:
-                    data = await self._reader.read(READ_CHUNK)
+                    data = await self._transport.read()
                     if not data:
                         raise ChannelError("supervisor closed the connection during handshake")
                     frames = list(decoder.feed(data))
                     if frames:
                         break
         except (TimeoutError, ProtocolError, OSError) as exc:
-            self._writer.close()
             raise ChannelError(f"handshake with supervisor failed: {exc}") from exc
         first = frames[0]
         if first.type is not FrameType.HELLO:
-            self._writer.close()
             fields = decode_fields(first.payload)
             raise ChannelError(f"supervisor refused the connection: {fields.str(3)}")
         self.hello = decode_fields(first.payload)
@@ -166,7 +206,7 @@ class Connection:
             for frame in early:
                 self._dispatch(frame)
             while True:
-                data = await self._reader.read(READ_CHUNK)
+                data = await self._transport.read()
                 if not data:
                     raise ChannelError("connection to the sandbox closed")
                 for frame in decoder.feed(data):
@@ -199,8 +239,7 @@ class Connection:
             raise self._error
         async with self._write_lock:
             try:
-                self._writer.write(frame.encode())
-                await self._writer.drain()
+                await self._transport.write(frame.encode())
             except OSError as exc:
                 raise ChannelError(f"connection to the sandbox broke: {exc}") from exc
 
@@ -209,6 +248,4 @@ class Connection:
             self._reader_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reader_task
-        self._writer.close()
-        with contextlib.suppress(OSError):
-            await self._writer.wait_closed()
+        await self._transport.close()

@@ -11,7 +11,9 @@ CorralError
 │   ├── ExecFailed         the command could not be started; `kind` says why
 │   └── ExecTimeout        the command ran past its timeout and was killed
 ├── FsError                a guest file operation failed; `kind` says why
-└── ChannelError           the guest channel broke or the guest spoke garbage
+├── ChannelError           the guest channel broke or the guest spoke garbage
+├── Unauthorized           the cluster did not accept our credentials (HTTP 401)
+└── Forbidden              the cluster's RBAC does not allow it; names user, verb, resource
 """
 
 from __future__ import annotations
@@ -104,3 +106,11 @@ class FsError(CorralError):
 
 class ChannelError(CorralError):
     """The connection to the sandbox broke, or the other side broke the protocol."""
+
+
+class Unauthorized(CorralError):
+    """The Kubernetes API or a node agent rejected the kubeconfig's credentials."""
+
+
+class Forbidden(CorralError):
+    """Authenticated, but not allowed; the message is the cluster's (user, verb, resource)."""

@@ -141,23 +141,13 @@ class SandboxBuilder(SandboxSettings):
         return await self._create(detached=True)
 
 
-class Sandbox:
-    """A handle on one sandbox. `async with` stops and removes non-detached sandboxes."""
+class SandboxHandle:
+    """Exec, shell and file access over one supervisor connection: what the embedded
+    `Sandbox` and the cluster's `ClusterSandbox` (`corral._cluster`) have in common."""
 
-    def __init__(self, record: SandboxRecord, paths: Paths, connection: Connection) -> None:
-        self.record = record
-        self._paths = paths
+    def __init__(self, connection: Connection) -> None:
         self._connection = connection
-        self._created_here = False
         self.fs = FsGateway(connection)
-
-    @property
-    def name(self) -> str:
-        return self.record.name
-
-    @property
-    def uid(self) -> str:
-        return self.record.uid
 
     @property
     def boot_id(self) -> str:
@@ -168,54 +158,6 @@ class Sandbox:
         """What the image runs by default (its entrypoint + cmd), for interactive use."""
         argv = tuple(arg.decode() for arg in self._connection.hello.all(13))
         return argv or ("/bin/sh",)
-
-    @staticmethod
-    def builder(name: str) -> SandboxBuilder:
-        return SandboxBuilder(name)
-
-    @classmethod
-    async def _launch(cls, config: SandboxConfig, detached: bool) -> Sandbox:
-        paths = Paths.from_env()
-        store = StateStore(paths.state_db)
-        uid = secrets.token_hex(8)
-        store.insert(config.name, uid, config.model_dump(), detached)
-        directory = paths.sandbox_dir(uid)
-        try:
-            directory.mkdir(parents=True)
-            report = await _start_supervisor(paths, config.name, directory, detached)
-            if not report.get("ok"):
-                message = str(report.get("error"))
-                if report.get("kind") == "ImageError":
-                    raise ImageError(message)
-                raise BootError(message, str(report.get("console", "")))
-            sandbox = await cls.get(config.name)
-            sandbox._created_here = True
-            return sandbox
-        except BaseException:
-            _kill_leftovers(store, config.name)
-            store.delete(config.name, uid)
-            with contextlib.suppress(OSError):
-                _remove_tree(directory)
-            raise
-
-    @classmethod
-    async def get(cls, name: str) -> Sandbox:
-        paths = Paths.from_env()
-        record = StateStore(paths.state_db).get(name)
-        status, reason = record.effective_status
-        if status != "running":
-            raise SandboxNotRunning(name, status, reason)
-        socket = paths.sandbox_dir(record.uid) / "api.sock"
-        connection = await Connection.open(str(socket))
-        return cls(record, paths, connection)
-
-    @staticmethod
-    def list() -> list[SandboxRecord]:
-        return StateStore(Paths.from_env().state_db).list()
-
-    @staticmethod
-    def inspect(name: str) -> SandboxRecord:
-        return StateStore(Paths.from_env().state_db).get(name)
 
     def _defaults(self) -> tuple[dict[str, str], str, str]:
         hello = self._connection.hello
@@ -285,6 +227,80 @@ class Sandbox:
         return ExecStream(self._connection, request)
 
     async def _guarded(self, operation: Awaitable[T]) -> T:
+        """Where a broken connection can be explained better, subclasses say so here."""
+        return await operation
+
+    async def close(self) -> None:
+        """Disconnect this handle; the sandbox itself is untouched."""
+        await self._connection.close()
+
+
+class Sandbox(SandboxHandle):
+    """A handle on one sandbox. `async with` stops and removes non-detached sandboxes."""
+
+    def __init__(self, record: SandboxRecord, paths: Paths, connection: Connection) -> None:
+        super().__init__(connection)
+        self.record = record
+        self._paths = paths
+        self._created_here = False
+
+    @property
+    def name(self) -> str:
+        return self.record.name
+
+    @property
+    def uid(self) -> str:
+        return self.record.uid
+
+    @staticmethod
+    def builder(name: str) -> SandboxBuilder:
+        return SandboxBuilder(name)
+
+    @classmethod
+    async def _launch(cls, config: SandboxConfig, detached: bool) -> Sandbox:
+        paths = Paths.from_env()
+        store = StateStore(paths.state_db)
+        uid = secrets.token_hex(8)
+        store.insert(config.name, uid, config.model_dump(), detached)
+        directory = paths.sandbox_dir(uid)
+        try:
+            directory.mkdir(parents=True)
+            report = await _start_supervisor(paths, config.name, directory, detached)
+            if not report.get("ok"):
+                message = str(report.get("error"))
+                if report.get("kind") == "ImageError":
+                    raise ImageError(message)
+                raise BootError(message, str(report.get("console", "")))
+            sandbox = await cls.get(config.name)
+            sandbox._created_here = True
+            return sandbox
+        except BaseException:
+            _kill_leftovers(store, config.name)
+            store.delete(config.name, uid)
+            with contextlib.suppress(OSError):
+                _remove_tree(directory)
+            raise
+
+    @classmethod
+    async def get(cls, name: str) -> Sandbox:
+        paths = Paths.from_env()
+        record = StateStore(paths.state_db).get(name)
+        status, reason = record.effective_status
+        if status != "running":
+            raise SandboxNotRunning(name, status, reason)
+        socket = paths.sandbox_dir(record.uid) / "api.sock"
+        connection = await Connection.open(str(socket))
+        return cls(record, paths, connection)
+
+    @staticmethod
+    def list() -> list[SandboxRecord]:
+        return StateStore(Paths.from_env().state_db).list()
+
+    @staticmethod
+    def inspect(name: str) -> SandboxRecord:
+        return StateStore(Paths.from_env().state_db).get(name)
+
+    async def _guarded(self, operation: Awaitable[T]) -> T:
         try:
             return await operation
         except ChannelError:
@@ -337,10 +353,6 @@ class Sandbox:
         with contextlib.suppress(ChannelError):
             await self.stop()
         return await self.wait(timeout)
-
-    async def close(self) -> None:
-        """Disconnect this handle; the sandbox itself is untouched."""
-        await self._connection.close()
 
     async def remove(self) -> None:
         """Stop the sandbox if it runs, then delete its record and files."""
