@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from corral._cluster import ClusterClient, ClusterSandbox
     from corral._config import DEFAULT_IMAGE, SandboxConfig
     from corral._errors import (
         BootError,
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
         ExecError,
         ExecFailed,
         ExecTimeout,
+        Forbidden,
         FsError,
         ImageError,
         InvalidConfig,
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
         SandboxNotFound,
         SandboxNotRunning,
         SandboxTimeout,
+        Unauthorized,
     )
     from corral._exec import (
         ExecEvent,
@@ -47,7 +50,7 @@ if TYPE_CHECKING:
         pull,
         registry_auths_from_docker_config,
     )
-    from corral._sandbox import Sandbox, SandboxBuilder, remove
+    from corral._sandbox import Sandbox, SandboxBuilder, SandboxHandle, remove
     from corral._state import SandboxRecord
     from corral._sync import SyncExecStream, SyncFsGateway, SyncSandbox, SyncSandboxBuilder
 
@@ -55,6 +58,8 @@ _EXPORTS = {
     "DEFAULT_IMAGE": "corral._config",
     "BootError": "corral._errors",
     "ChannelError": "corral._errors",
+    "ClusterClient": "corral._cluster",
+    "ClusterSandbox": "corral._cluster",
     "CorralError": "corral._errors",
     "ExecError": "corral._errors",
     "ExecEvent": "corral._exec",
@@ -65,6 +70,7 @@ _EXPORTS = {
     "Exited": "corral._exec",
     "Failed": "corral._exec",
     "FileInfo": "corral._fs",
+    "Forbidden": "corral._errors",
     "FsError": "corral._errors",
     "FsGateway": "corral._fs",
     "Image": "corral._images",
@@ -79,6 +85,7 @@ _EXPORTS = {
     "Sandbox": "corral._sandbox",
     "SandboxAlreadyExists": "corral._errors",
     "SandboxBuilder": "corral._sandbox",
+    "SandboxHandle": "corral._sandbox",
     "SandboxConfig": "corral._config",
     "SandboxNotFound": "corral._errors",
     "SandboxNotRunning": "corral._errors",
@@ -91,6 +98,7 @@ _EXPORTS = {
     "SyncFsGateway": "corral._sync",
     "SyncSandbox": "corral._sync",
     "SyncSandboxBuilder": "corral._sync",
+    "Unauthorized": "corral._errors",
     "remove": "corral._sandbox",
 }
 
@@ -98,6 +106,8 @@ __all__ = [
     "DEFAULT_IMAGE",
     "BootError",
     "ChannelError",
+    "ClusterClient",
+    "ClusterSandbox",
     "CorralError",
     "ExecError",
     "ExecEvent",
@@ -108,6 +118,7 @@ __all__ = [
     "Exited",
     "Failed",
     "FileInfo",
+    "Forbidden",
     "FsError",
     "FsGateway",
     "Image",
@@ -120,6 +131,7 @@ __all__ = [
     "SandboxAlreadyExists",
     "SandboxBuilder",
     "SandboxConfig",
+    "SandboxHandle",
     "SandboxNotFound",
     "SandboxNotRunning",
     "SandboxRecord",
@@ -131,6 +143,7 @@ __all__ = [
     "SyncFsGateway",
     "SyncSandbox",
     "SyncSandboxBuilder",
+    "Unauthorized",
     "load",
     "pull",
     "registry_auths_from_docker_config",

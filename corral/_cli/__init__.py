@@ -1,7 +1,8 @@
 """The `corral` command line, a thin client of the async SDK (one `asyncio.run` per command).
 
 Each module owns one group of commands; this one assembles them and turns every
-failure into one `corral: error: …` line and an exit code (see `errors`).
+failure into one `corral: error: …` line and an exit code (see `errors`). With
+`--kubeconfig`, the commands that have a cluster form come from `cluster` instead.
 """
 
 from __future__ import annotations
@@ -17,10 +18,41 @@ from corral._cli import errors, fs, images, info, manage, run, shell
 from corral._errors import CorralError
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class CorralGroup(click.Group):
+    """Resolves `exec`, `shell`, `cp` and `ls` to their cluster form under --kubeconfig."""
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if not ctx.params.get("kubeconfig"):
+            return super().get_command(ctx, cmd_name)
+        from corral._cli import cluster  # the Kubernetes client loads only when used
+
+        command = cluster.COMMANDS.get(cmd_name)
+        if command is None and cmd_name in self.commands:
+            raise click.UsageError(
+                f"`corral {cmd_name}` works on this machine's sandboxes only, not with "
+                "--kubeconfig; in a cluster, manage Sandbox resources with kubectl"
+            )
+        return command
+
+
+@click.group(cls=CorralGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="corral", prog_name="corral")
-def cli() -> None:
+@click.option(
+    "--kubeconfig",
+    envvar="CORRAL_KUBECONFIG",
+    metavar="FILE",
+    help="Reach sandboxes in a Kubernetes cluster (exec, shell, cp, ls take NAMESPACE/NAME).",
+)
+@click.option("--context", metavar="NAME", help="The kubeconfig context (default: current).")
+@click.pass_context
+def cli(ctx: click.Context, kubeconfig: str | None, context: str | None) -> None:
     """Run untrusted code in microVM sandboxes."""
+    if context is not None and kubeconfig is None:
+        raise click.UsageError("--context needs --kubeconfig")
+    if kubeconfig is not None:
+        from corral._cli.cluster import ClusterTarget
+
+        ctx.obj = ClusterTarget(kubeconfig, context)
 
 
 for command in (

@@ -21,7 +21,7 @@ from corral._cli.terminal import raw_mode, terminal_env, terminal_size
 from corral._errors import ChannelError, ExecFailed, ExecTimeout
 from corral._exec import ExecEvent, ExecStream, Exited, Failed, Stderr, Stdout
 from corral._protocol import DATA_CHUNK
-from corral._sandbox import Sandbox
+from corral._sandbox import SandboxHandle
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM)
 
@@ -152,7 +152,7 @@ async def read_some(fd: int) -> bytes:
 
 
 async def attach(
-    sandbox: Sandbox,
+    sandbox: SandboxHandle,
     argv: Sequence[str],
     *,
     env: Mapping[str, str] | None = None,
