@@ -31,7 +31,10 @@ KUBE_VERSION = {
     "compiler": "gc",
     "platform": "linux/amd64",
 }
-OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+# What kube-openapi answers for both the `…spec.v2@v1.0+protobuf` clients ask for and the
+# newer `…spec.v2.v1.0+protobuf`: client-go cannot parse a Content-Type with the '@' (an
+# unknown kind then fails kubectl's validation with "mime: unexpected content").
+OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 _VERSION = re.compile(r"^v(\d+)(?:(alpha|beta)(\d+))?$")
 
 

@@ -36,6 +36,16 @@ def test_apply_client_side_without_validate_false(kubectl: Kubectl) -> None:
     assert "kubectl.kubernetes.io/last-applied-configuration" in obj["metadata"]["annotations"]
 
 
+def test_apply_of_a_kind_not_installed_yet_is_refused_as_unknown(kubectl: Kubectl) -> None:
+    """As on a real cluster: kubectl finds no schema for the kind (OpenAPI v3, then v2) and
+    no resource for it, and says so; once its CRD is established the same apply works."""
+    result = kubectl.apply(widget("w1"), check=False)
+    assert result.returncode != 0
+    assert f'no matches for kind "Widget" in version "{GROUP}/{VERSION}"' in result.stderr
+    _install(kubectl)
+    assert "created" in kubectl.apply(widget("w1")).stdout
+
+
 def test_apply_rejects_unknown_fields_and_invalid_values(kubectl: Kubectl) -> None:
     _install(kubectl)
     unknown = kubectl.apply(widget("w1", bogus=1), check=False)
