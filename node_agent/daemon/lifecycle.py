@@ -75,7 +75,7 @@ class History:
         """Seconds to wait after `last_failure` before the next boot."""
         if self.failures == 0:
             return 0.0
-        return min(BACKOFF_START * 2 ** (self.failures - 1), BACKOFF_LIMIT)
+        return min(BACKOFF_START * float(1 << (self.failures - 1)), BACKOFF_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -95,14 +95,18 @@ class Decision:
     """Seconds until the sandbox must be looked at again (a back-off or a deadline)."""
 
 
+_Condition = tuple[Literal["True", "False", "Unknown"], str, str]
+"""A condition's status, reason and message."""
+
+
 @dataclass(frozen=True)
 class _Observation:
     """The status the node agent would write: phase, conditions, boot fields."""
 
     phase: str
-    image: tuple[Literal["True", "False", "Unknown"], str, str]
-    booted: tuple[Literal["True", "False", "Unknown"], str, str]
-    ready: tuple[Literal["True", "False", "Unknown"], str, str]
+    image: _Condition
+    booted: _Condition
+    ready: _Condition
     local: Observed | None = None
 
 
@@ -206,11 +210,15 @@ def _finish(
 
 
 def _ended(local: Observed | None, phase: str, reason: str, message: str) -> _Observation:
-    booted = ("True", "Booted", f"boot {local.boot_id}") if local and local.boot_id else None
+    booted: _Condition = (
+        ("True", "Booted", f"boot {local.boot_id}")
+        if local and local.boot_id
+        else ("False", reason, message)
+    )
     return _Observation(
         phase,
         ("True", "Pulled", "the image was on the node"),
-        booted or ("False", reason, message),
+        booted,
         ("False", reason, message),
         local,
     )
@@ -294,13 +302,11 @@ def _patch(sandbox: Sandbox, observation: _Observation, now: datetime) -> dict[s
         patch["phase"] = observation.phase
     local = observation.local
     if local is not None and local.boot_id:
+        if status.boot_id != local.boot_id:
+            patch["bootID"] = local.boot_id
+        if local.accelerator and status.accelerator != local.accelerator:
+            patch["accelerator"] = local.accelerator
         started = datetime.fromtimestamp(int(local.started_at), UTC)
-        wanted = {
-            "bootID": (status.boot_id, local.boot_id),
-            "accelerator": (status.accelerator, local.accelerator or None),
-            "startedAt": (status.started_at, started),
-        }
-        for key, (old, new) in wanted.items():
-            if new is not None and old != new:
-                patch[key] = new.strftime("%Y-%m-%dT%H:%M:%SZ") if key == "startedAt" else new
+        if local.started_at and status.started_at != started:
+            patch["startedAt"] = started.strftime("%Y-%m-%dT%H:%M:%SZ")
     return patch or None
