@@ -30,14 +30,6 @@ def by_kind(objects: list[JSON], kind: str) -> dict[str, JSON]:
     return {o["metadata"]["name"]: o for o in objects if o["kind"] == kind}
 
 
-def deploy(kubectl: Kubectl) -> str:
-    """The README's steps: CRDs, wait until established, then everything."""
-    kubectl("apply", "-k", str(MANIFESTS / "crds"))
-    rendered = kubectl("kustomize", str(MANIFESTS / "crds")).stdout
-    kubectl("wait", "--for=condition=Established", "-f", "-", input=rendered)
-    return kubectl("apply", "-k", str(MANIFESTS)).stdout
-
-
 def test_the_rendered_crds_are_the_generated_ones(kubectl: Kubectl) -> None:
     rendered = by_kind(render(kubectl, MANIFESTS), "CustomResourceDefinition")
     generated = {crd["metadata"]["name"]: crd for crd in crds()}
@@ -71,8 +63,8 @@ def test_every_namespaced_object_is_in_corral_system(kubectl: Kubectl) -> None:
             assert namespace == SYSTEM_NAMESPACE, where
 
 
-def test_applies_to_the_server_and_reapplies_unchanged(kubectl: Kubectl) -> None:
-    first = deploy(kubectl)
+def test_applies_to_the_server_and_reapplies_unchanged(kubectl: Kubectl, deployed: str) -> None:
+    first = deployed
     assert "clusterkopfpeering.kopf.dev/corral-operator created" in first
     assert "deployment.apps/corral-operator created" in first
     assert "daemonset.apps/corral-node-agent created" in first
@@ -99,8 +91,7 @@ def test_in_one_step_the_peering_object_waits_for_its_crd(kubectl: Kubectl) -> N
     assert 'no matches for kind "ClusterKopfPeering"' in result.stderr
 
 
-def test_every_example_applies_and_reads_back_as_a_model(kubectl: Kubectl) -> None:
-    deploy(kubectl)
+def test_every_example_applies_and_reads_back_as_a_model(kubectl: Kubectl, deployed: str) -> None:
     examples = sorted((REPO / "examples").rglob("*.yaml"))
     assert REPO / "examples/jobs/sandbox-job.yaml" in examples
     for path in examples:
