@@ -30,6 +30,8 @@ from corral.api import (
 )
 
 logger = logging.getLogger(__name__)
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+"""Every node carries its name as the kubelet labels Nodes, so a nodeSelector can pin one."""
 _MERGE: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
 
 
@@ -60,7 +62,11 @@ def lease(registration: Registration, now: datetime) -> dict[str, Any]:
         "kind": "Lease",
         "metadata": {
             "name": registration.node,
-            "labels": {**registration.labels, AGENT_LABEL: "true"},
+            "labels": {
+                HOSTNAME_LABEL: registration.node,
+                **registration.labels,
+                AGENT_LABEL: "true",
+            },
             "annotations": {
                 CPUS_ANNOTATION: str(registration.cpus),
                 MEMORY_ANNOTATION: str(registration.memory_mib),
