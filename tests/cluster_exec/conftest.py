@@ -164,8 +164,8 @@ def rbac(k8s: kubernetes.client.ApiClient) -> None:
     bind("Role", "sandbox-exec", [{"apiGroup": ref, "kind": "User", "name": "alice"}], "default")
 
 
-def place(k8s: kubernetes.client.ApiClient, name: str, node: str = NODE) -> None:
-    """A Sandbox resource in `default` that the operator has placed on `node`."""
+def place(k8s: kubernetes.client.ApiClient, name: str, node: str | None = NODE) -> None:
+    """A Sandbox resource in `default` that the operator has placed on `node` (None: not yet)."""
     api = kubernetes.client.CustomObjectsApi(k8s)
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -174,6 +174,8 @@ def place(k8s: kubernetes.client.ApiClient, name: str, node: str = NODE) -> None
         "spec": {"image": "default"},
     }
     api.create_namespaced_custom_object(GROUP, VERSION, "default", "sandboxes", body)
+    if node is None:
+        return
     status = {"status": {"phase": "Running", "nodeName": node}}
     api.patch_namespaced_custom_object_status(GROUP, VERSION, "default", "sandboxes", name, status)
 
