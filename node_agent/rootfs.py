@@ -2,8 +2,10 @@
 
 The guest agent overlays the per-sandbox upper disk on the shared base, so a second
 sandbox of an image costs one sparse file. Sources: the default image, a local
-directory, a rootfs tarball, or an OCI image reference, pulled into the image store
-(`images`) and keyed by its manifest digest. Bases are built into a temporary file and renamed into
+directory, a rootfs tarball, a disk image holding an ext4 root (raw `.raw`/`.img`, used
+in place; QCOW2 `.qcow2`, converted once to a raw base in the cache, since the VM's
+disks are raw), or an OCI image reference, pulled into the image store (`images`) and
+keyed by its manifest digest. Bases are built into a temporary file and renamed into
 place under a lock, so a half-built disk is never used and two builders never race.
 """
 
@@ -55,11 +57,17 @@ class ImageDefaults:
         return []
 
 
+DISK_FORMATS = {".raw": "raw", ".img": "raw", ".qcow2": "qcow2"}
+"""A disk image's format comes from its name: QEMU is never left to probe it."""
+MAX_DISK_BYTES = 1 << 40
+EXT4_MAGIC_OFFSET, EXT4_MAGIC = 1024 + 0x38, b"\x53\xef"
+
+
 @dataclass(frozen=True)
 class ImageSource:
     reference: str
-    path: Path  # the directory or tarball; for "oci", the image store
-    kind: str  # "directory", "tarball" or "oci"
+    path: Path  # the directory, tarball or disk image; for "oci", the image store
+    kind: str  # "directory", "tarball", "raw", "qcow2" or "oci"
     defaults: ImageDefaults
     image: Image | None = None  # for "oci"
 
@@ -76,6 +84,8 @@ def resolve(
     if is_path and path.is_dir():
         defaults = _read_defaults(path.parent / "image.json" if reference == "default" else None)
         return ImageSource(reference, path, "directory", defaults)
+    if is_path and path.is_file() and path.suffix in DISK_FORMATS:
+        return _disk(reference, path.resolve(), DISK_FORMATS[path.suffix])
     if is_path and path.is_file():
         if not tarfile.is_tarfile(path):
             raise ImageError(f"image {reference!r}: {path} is not a tar archive")
@@ -87,6 +97,48 @@ def resolve(
         )
     image = _pull(reference, images, policy)
     return ImageSource(reference, images, "oci", _oci_defaults(image.config), image)
+
+
+def _disk(reference: str, path: Path, kind: str) -> ImageSource:
+    """A disk image checked with `qemu-img info` in the format its name says: no backing
+    or external data file (either would make QEMU read another host file), a bounded
+    size, and for a raw image an ext4 file system (what the guest mounts)."""
+    if "," in str(path):
+        raise ImageError(f"image {reference!r}: a disk image path cannot contain ','")
+    result = subprocess.run(
+        ["qemu-img", "info", "-f", kind, "--output=json", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if result.returncode != 0:
+        problem = result.stderr.strip()[:300]
+        raise ImageError(f"image {reference!r}: not a valid {kind} disk image: {problem}")
+    info = json.loads(result.stdout)
+    data = info.get("format-specific", {}).get("data", {})
+    if info.get("backing-filename") or info.get("full-backing-filename"):
+        raise ImageError(
+            f"image {reference!r}: has a backing file ({info.get('backing-filename')!r}); "
+            "only self-contained disk images are accepted"
+        )
+    if data.get("data-file"):
+        raise ImageError(f"image {reference!r}: has an external data file; refused")
+    if not 0 < info.get("virtual-size", 0) <= MAX_DISK_BYTES:
+        raise ImageError(f"image {reference!r}: size {info.get('virtual-size')} out of range")
+    if kind == "raw":
+        _check_ext4(path, reference)
+    return ImageSource(reference, path, kind, ImageDefaults(user="0"))  # /etc/passwd optional
+
+
+def _check_ext4(disk: Path, reference: str) -> None:
+    with disk.open("rb") as file:
+        file.seek(EXT4_MAGIC_OFFSET)
+        if file.read(2) != EXT4_MAGIC:
+            raise ImageError(
+                f"image {reference!r}: {disk} does not hold an ext4 file system "
+                "(a root disk image is a bare ext4, without a partition table)"
+            )
 
 
 def _pull(reference: str, images: Path, policy: str) -> Image:
@@ -139,6 +191,13 @@ def source_key(source: ImageSource) -> str:
     if source.image is not None:
         digest.update(source.image.digest.encode())
         return digest.hexdigest()
+    if source.kind in ("raw", "qcow2"):
+        # The file's identity, not its content: a disk image may be gigabytes, and any
+        # write to it changes its ctime.
+        info = source.path.stat()
+        identity = (source.path, info.st_dev, info.st_ino, info.st_size, info.st_ctime_ns)
+        digest.update(repr(identity).encode())
+        return digest.hexdigest()
     if source.kind == "tarball":
         with source.path.open("rb") as file:
             for block in iter(lambda: file.read(1 << 20), b""):
@@ -170,6 +229,8 @@ def _locked(lock_path: Path) -> Iterator[None]:
 
 def base_disk(source: ImageSource, cache: Path) -> Path:
     """The shared read-only root disk of `source`, building it once."""
+    if source.kind == "raw":
+        return source.path
     key = source_key(source)
     disk = cache / key[:32] / "root.ext4"
     if disk.exists():
@@ -179,6 +240,9 @@ def base_disk(source: ImageSource, cache: Path) -> Path:
             return disk
         disk.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache, prefix=".build-") as scratch:
+            if source.kind == "qcow2":
+                _convert(source, Path(scratch) / "root.ext4", disk)
+                return disk
             tree = source.path
             if source.kind == "tarball":
                 tree = Path(scratch) / "tree"
@@ -192,6 +256,32 @@ def base_disk(source: ImageSource, cache: Path) -> Path:
             os.chmod(partial, 0o444)
             partial.rename(disk)
     return disk
+
+
+def _convert(source: ImageSource, partial: Path, disk: Path) -> None:
+    """QCOW2 → sparse raw, reading the file through a descriptor opened here (so the
+    checked file is the converted one) with backing files disabled."""
+    fd = os.open(source.path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        options = {
+            "driver": "qcow2",
+            "backing": None,
+            "file": {"driver": "file", "filename": f"/proc/self/fd/{fd}"},
+        }
+        result = subprocess.run(
+            ["qemu-img", "convert", "-O", "raw", "json:" + json.dumps(options), str(partial)],
+            capture_output=True,
+            text=True,
+            pass_fds=(fd,),
+            check=False,
+        )
+    finally:
+        os.close(fd)
+    if result.returncode != 0:
+        raise ImageError(f"cannot convert {source.path}: {result.stderr.strip()[:300]}")
+    _check_ext4(partial, source.reference)
+    os.chmod(partial, 0o444)
+    partial.rename(disk)
 
 
 def _keep_mode_filter(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
