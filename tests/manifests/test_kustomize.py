@@ -169,6 +169,7 @@ def test_the_node_agent_is_privileged_on_the_host_network_with_state_on_the_node
     ]
     assert _env(container) == {
         "CORRAL_HOME": "/var/lib/corral",
+        "POD_NAMESPACE": "metadata.namespace",
         "NODE_NAME": "spec.nodeName",
         "NODE_IP": "status.hostIP",
     }
