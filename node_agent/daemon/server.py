@@ -61,6 +61,7 @@ class AgentServer:
         self._authorizer = Authorizer(api)
         self._node_name = node_name
         self._runner: web.AppRunner | None = None
+        self._sessions: set[web.WebSocketResponse] = set()
         self._state = "new"
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext) -> int:
@@ -78,8 +79,10 @@ class AgentServer:
         return _bound_port(self._runner)
 
     async def stop(self) -> None:
-        """Close the listener and every open session; idempotent."""
+        """Close the listener and every open session (1001, going away); idempotent."""
         self._state = "stopped"
+        for session in list(self._sessions):
+            await session.close(code=WSCloseCode.GOING_AWAY, message=b"node agent stopping")
         if self._runner is not None:
             runner, self._runner = self._runner, None
             await runner.cleanup()
@@ -107,10 +110,12 @@ class AgentServer:
                 503, "ServiceUnavailable", f"the sandbox's supervisor does not answer: {exc}"
             ) from exc
         log.info("%s connected to %s/%s", identity.user, target.namespace, target.name)
+        self._sessions.add(socket)
         try:
             await socket.prepare(request)
             await relay(socket, reader, writer)
         finally:
+            self._sessions.discard(socket)
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()

@@ -93,6 +93,7 @@ class Cluster:
     ca: str
     directory: StaticDirectory
     kubeconfigs: dict[str, Path]
+    server: AgentServer
 
     def kubeconfig(self, user: str) -> Path:
         return self.kubeconfigs[user]
@@ -234,6 +235,6 @@ async def cluster(
         for user, token in (("alice", ALICE_TOKEN), ("bob", BOB_TOKEN), ("nobody", "wrong"))
     }
     try:
-        yield Cluster(kubeapi.url, endpoint, ca, directory, kubeconfigs)
+        yield Cluster(kubeapi.url, endpoint, ca, directory, kubeconfigs, server)
     finally:
         await server.stop()

@@ -12,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pexpect
 import pytest
 
 from cluster_exec.conftest import ALICE_TOKEN, BOB_TOKEN, Cluster
 from corral import (
+    ChannelError,
     ClusterClient,
     ClusterSandbox,
     Exited,
@@ -194,3 +196,30 @@ async def agent_get_with(cluster: Cluster, context: ssl.SSLContext) -> None:
         session.get(cluster.endpoint + "/healthz", ssl=context),
     ):
         pass
+
+
+async def test_the_cli_shell_gets_a_terminal_through_the_cluster(cluster: Cluster) -> None:
+    def session() -> int | None:
+        env = {**os.environ, "CORRAL_KUBECONFIG": str(cluster.kubeconfig("alice"))}
+        shell = pexpect.spawn(
+            CORRAL, ["shell", "default/sb"], env=env, timeout=30, dimensions=(30, 100)
+        )
+        shell.sendline("stty size; echo $((6*7)); tty")
+        shell.expect("30 100")
+        shell.expect("42")
+        shell.expect("/dev/pts/")
+        shell.sendline("exit 4")
+        shell.expect(pexpect.EOF)
+        shell.close()
+        status: int | None = shell.exitstatus
+        return status
+
+    assert await asyncio.to_thread(session) == 4
+
+
+async def test_stopping_the_agent_ends_open_sessions(cluster: Cluster) -> None:
+    sandbox = await connect(cluster)
+    await asyncio.wait_for(cluster.server.stop(), 5)
+    with pytest.raises(ChannelError):
+        await sandbox.exec("true")
+    await sandbox.close()
