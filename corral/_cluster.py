@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+from collections.abc import Awaitable
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote, urlsplit
@@ -181,7 +182,7 @@ class ClusterClient:
         except ApiException as exc:
             if exc.status == 404:
                 raise SandboxNotRunning(
-                    reference, phase, f'node "{node}" has no node agent'
+                    reference, phase, f"node {node!r} has no node agent"
                 ) from None
             raise _refusal(exc.status, _message(exc.body, str(exc.reason))) from None
         annotations = lease.metadata.annotations or {}
@@ -190,7 +191,7 @@ class ClusterClient:
             raise SandboxNotRunning(
                 reference,
                 phase,
-                f'the node agent of "{node}" publishes no HTTPS endpoint and certificate '
+                f"the node agent of {node!r} publishes no HTTPS endpoint and certificate "
                 f"({ENDPOINT_ANNOTATION}, {CA_ANNOTATION})",
             )
         return endpoint, ca
@@ -201,12 +202,18 @@ class ClusterClient:
             raise Unauthorized(
                 "the kubeconfig's user has no bearer token, which node agents require"
             )
+        try:
+            context = pinned_context(ca)
+        except ssl.SSLError as exc:
+            raise ChannelError(
+                f"the node agent's published certificate is unusable: {exc}"
+            ) from exc
         session = aiohttp.ClientSession(middlewares=(_status_errors,))
         try:
             socket = await session.ws_connect(
                 url,
                 headers={"Authorization": token},
-                ssl=pinned_context(ca),
+                ssl=context,
                 max_msg_size=MAX_MESSAGE,
                 autoping=True,
             )
@@ -218,7 +225,7 @@ class ClusterClient:
         return WebSocketTransport(socket, session)
 
     @staticmethod
-    async def _read(reference: str, call: Any) -> dict[str, Any]:
+    async def _read(reference: str, call: Awaitable[Any]) -> dict[str, Any]:
         try:
             result: dict[str, Any] = await call
         except ApiException as exc:

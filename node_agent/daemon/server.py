@@ -110,16 +110,17 @@ class AgentServer:
                 503, "ServiceUnavailable", f"the sandbox's supervisor does not answer: {exc}"
             ) from exc
         log.info("%s connected to %s/%s", identity.user, target.namespace, target.name)
-        self._sessions.add(socket)
         try:
             await socket.prepare(request)
+            self._sessions.add(socket)
             await relay(socket, reader, writer)
         finally:
             self._sessions.discard(socket)
             writer.close()
             with contextlib.suppress(OSError):
                 await writer.wait_closed()
-            await socket.close()
+            if socket.prepared:
+                await socket.close()
         return socket
 
 

@@ -185,6 +185,19 @@ async def test_an_oversized_message_closes_only_that_connection(cluster: Cluster
         assert (await sandbox.exec("echo", ["still here"])).stdout == b"still here\n"
 
 
+async def test_a_text_message_closes_the_connection(cluster: Cluster) -> None:
+    async with aiohttp.ClientSession() as session:
+        socket = await session.ws_connect(
+            cluster.endpoint + CONNECT,
+            headers={"Authorization": f"Bearer {ALICE_TOKEN}"},
+            ssl=pinned_context(cluster.ca),
+        )
+        await socket.send_str("HELLO")
+        message = await socket.receive()
+        assert message.type is aiohttp.WSMsgType.CLOSE
+        assert socket.close_code == aiohttp.WSCloseCode.UNSUPPORTED_DATA
+
+
 async def test_the_agent_is_pinned_to_the_published_certificate(cluster: Cluster) -> None:
     with pytest.raises(aiohttp.ClientConnectorCertificateError):
         await agent_get_with(cluster, ssl.create_default_context())

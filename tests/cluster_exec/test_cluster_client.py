@@ -21,7 +21,7 @@ from corral import (
     SandboxNotRunning,
 )
 from corral._cli.cluster import parse_reference
-from corral.api import SYSTEM_NAMESPACE
+from corral.api import CA_ANNOTATION, ENDPOINT_ANNOTATION, SYSTEM_NAMESPACE
 from corral.node_agent.daemon.certs import server_context, serving_certificate
 from corral.node_agent.daemon.server import AgentServer
 from corral.testing.kubeapi import KubeAPIServer, write_kubeconfig
@@ -64,10 +64,16 @@ async def test_a_node_without_an_agent(
     api: kubernetes.client.ApiClient, alice: ClusterClient
 ) -> None:
     place(api, "sb")
-    with pytest.raises(SandboxNotRunning, match='node "node-1" has no node agent'):
+    with pytest.raises(SandboxNotRunning, match="node 'node-1' has no node agent"):
         await alice.sandbox("default", "sb")
     publish(api, "http://127.0.0.1:1", "")
     with pytest.raises(SandboxNotRunning, match="publishes no HTTPS endpoint"):
+        await alice.sandbox("default", "sb")
+    lease = {"metadata": {"annotations": {CA_ANNOTATION: "not a certificate"}}}
+    kubernetes.client.CoordinationV1Api(api).patch_namespaced_lease(NODE, SYSTEM_NAMESPACE, lease)
+    lease = {"metadata": {"annotations": {ENDPOINT_ANNOTATION: "https://127.0.0.1:1"}}}
+    kubernetes.client.CoordinationV1Api(api).patch_namespaced_lease(NODE, SYSTEM_NAMESPACE, lease)
+    with pytest.raises(ChannelError, match="published certificate is unusable"):
         await alice.sandbox("default", "sb")
 
 
