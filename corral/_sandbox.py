@@ -3,7 +3,8 @@
 `create()` records the sandbox (the UNIQUE name is the arbiter between racing
 creators), starts its supervisor detached from this process, waits for the one-line
 boot report and connects. The handle is a client of the supervisor: it can be dropped
-and re-obtained with `Sandbox.get(name)` from any process.
+and re-obtained with `Sandbox.get(name)` from any process. Exec and file access live in
+`SandboxHandle`, which the cluster's handle (`corral._cluster`) shares.
 """
 
 from __future__ import annotations
