@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import importlib
 
-BENCHMARKS = ["boot", "exec_latency", "fs_throughput", "memory"]
+BENCHMARKS = ["boot", "exec_latency", "fs_throughput", "memory", "images", "cluster"]
 
 
 def main() -> None:
