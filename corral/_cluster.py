@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import ssl
 from collections.abc import Awaitable
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 from urllib.parse import quote, urlsplit
@@ -117,16 +119,17 @@ class ClusterClient:
     ) -> ClusterClient:
         """A client for `context` (default: the current one) of the kubeconfig at `path`
         (default: $KUBECONFIG, then ~/.kube/config)."""
+        files = _kubeconfig_files(path)
         configuration = k8s.Configuration()
         try:
             loader = await k8s_config.load_kube_config(
-                config_file=path,
+                config_file=files,
                 context=context,
                 client_configuration=configuration,
                 persist_config=False,
             )
         except (ConfigException, OSError) as exc:
-            raise InvalidConfig("kubeconfig", path or "(default)", str(exc)) from exc
+            raise InvalidConfig("kubeconfig", files, str(exc)) from exc
         namespace = (loader.current_context or {}).get("context", {}).get("namespace") or "default"
         return cls(k8s.ApiClient(configuration), namespace)
 
@@ -244,6 +247,15 @@ class ClusterClient:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+
+def _kubeconfig_files(path: str | None) -> str:
+    """The kubeconfig file(s) to load, like kubectl: `path`, else $KUBECONFIG (a list
+    separated by os.pathsep), else ~/.kube/config; at least one must exist."""
+    files = path or os.environ.get("KUBECONFIG") or "~/.kube/config"
+    if not any(Path(part).expanduser().is_file() for part in files.split(os.pathsep)):
+        raise InvalidConfig("kubeconfig", files, "no such file")
+    return files
 
 
 def pinned_context(ca_pem: str) -> ssl.SSLContext:

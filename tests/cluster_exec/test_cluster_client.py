@@ -3,6 +3,7 @@ every failure is a typed Corral error with a message that says what to fix."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -43,9 +44,30 @@ async def alice(kubeapi: KubeAPIServer, tmp_path: Path) -> AsyncIterator[Cluster
         yield client
 
 
-async def test_a_missing_kubeconfig_is_invalid_config(tmp_path: Path) -> None:
-    with pytest.raises(InvalidConfig, match="kubeconfig"):
+async def test_a_missing_kubeconfig_is_invalid_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(InvalidConfig, match=r"kubeconfig=.*missing.*: no such file"):
         await ClusterClient.from_kubeconfig(str(tmp_path / "missing"))
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(InvalidConfig, match=re.escape("~/.kube/config")):
+        await ClusterClient.from_kubeconfig()
+
+
+async def test_kubeconfig_defaults_to_the_environment_then_home(
+    kubeapi: KubeAPIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".kube").mkdir()
+    write_kubeconfig(tmp_path / ".kube" / "config", kubeapi.url, ALICE_TOKEN, namespace="home")
+    write_kubeconfig(tmp_path / "env", kubeapi.url, ALICE_TOKEN, namespace="env")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "env"))
+    async with await ClusterClient.from_kubeconfig() as client:
+        assert client.namespace == "env"
+    monkeypatch.delenv("KUBECONFIG")
+    async with await ClusterClient.from_kubeconfig() as client:
+        assert client.namespace == "home"
 
 
 async def test_the_context_namespace_is_the_default(alice: ClusterClient) -> None:
