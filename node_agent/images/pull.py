@@ -71,6 +71,9 @@ async def _pull(
         raise ImageError(f"config of {reference}: {config.size} bytes is too large")
     await store.blobs.fetch(config.digest, config.size, _download(registry, reference, config))
     manifest.parse_config(store.blobs.read(config.digest, config.size), f"config of {reference}")
+    if progress is not None:  # every layer up front, so that totals are right from the start
+        for layer in found.layers:
+            progress(layer.digest, layer.size if store.blobs.has(layer.digest) else 0, layer.size)
     limit = asyncio.Semaphore(concurrency)
 
     async def fetch(layer: manifest.Descriptor) -> None:

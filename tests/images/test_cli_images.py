@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
+import pexpect
 import pytest
 
 from corral._state import StateStore, current_process_identity
@@ -152,3 +154,20 @@ def test_run_takes_a_pull_policy(home: Path) -> None:
     bogus = corral(home, "run", "--pull", "sometimes", "x", "--", "true")
     assert bogus.returncode == 2
     assert "'sometimes' is not one of 'always', 'missing', 'never'" in bogus.stderr
+
+
+def test_pull_progress_bar_on_a_terminal_only(
+    registry: RegistryServer, home: Path, tmp_path: Path
+) -> None:
+    reference = push(registry, tmp_path, "cli/progress", tar(entry("big", os.urandom(3 << 20))))
+    env = {**os.environ, "CORRAL_HOME": str(home), "DOCKER_CONFIG": str(home / "docker")}
+    terminal = pexpect.spawn(str(CORRAL), ["pull", reference], env=env, timeout=60)
+    terminal.expect(pexpect.EOF)
+    terminal.close()
+    shown = terminal.before.decode()
+    assert terminal.exitstatus == 0, shown
+    frames = re.findall(r"\r([^\r\n]+)", shown)  # each redraw of the one status line
+    assert frames and all(frame.startswith(f"{reference}: [") for frame in frames), shown
+    assert re.fullmatch(r"\S+: \[#{30}\] (\d+\.\d)/\1 MiB, 2/2 layers", frames[-1]), shown
+    quiet = corral(home, "pull", reference)  # stderr is a pipe: no progress at all
+    assert (quiet.returncode, quiet.stderr) == (0, "")
