@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -27,6 +28,8 @@ from corral.operator.settings import OperatorSettings
 FINALIZER = "corral.dev/operator"
 """The operator's finalizer on every Sandbox it handles."""
 PREFIX = "corral.dev"
+INSTANT_EXIT = 5.0
+"""Seconds a stopping replica waits for a timer that is mid-reconciliation."""
 """Prefix of kopf's progress and diff-base annotations."""
 
 
@@ -65,6 +68,9 @@ def _registry(configuration: Any) -> kopf.OperatorRegistry:
     @kopf.on.startup(registry=registry)
     def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         settings.persistence.finalizer = FINALIZER
+        # A stopping or pausing replica lets a reconciliation in flight finish its API
+        # calls (they are short) rather than orphan it mid-write.
+        settings.background.instant_exit_timeout = INSTANT_EXIT
         settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=PREFIX)
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
             prefix=PREFIX, key="last-handled-configuration"
@@ -106,7 +112,12 @@ def parse_args(argv: list[str] | None = None) -> tuple[OperatorSettings, bool]:
         help="KopfPeering name the replicas coordinate through",
     )
     parser.add_argument("--standalone", action="store_true", help="no peering: the only replica")
-    parser.add_argument("--priority", type=int, default=0, help="peering priority")
+    parser.add_argument(
+        "--priority",
+        type=int,
+        help="peering priority; by default each replica draws its own, since kopf pauses "
+        "every replica when two share one",
+    )
     parser.add_argument(
         "--node-grace",
         type=float,
@@ -127,7 +138,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[OperatorSettings, bool]:
         node_grace=timedelta(seconds=args.node_grace),
         recheck_interval=args.recheck_interval,
         peering=None if args.standalone else args.peering,
-        priority=args.priority,
+        priority=args.priority if args.priority is not None else secrets.randbelow(10**6) + 1,
         kubeconfig=args.kubeconfig,
     )
     return settings, args.verbose

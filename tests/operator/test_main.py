@@ -307,7 +307,7 @@ def test_command_line_settings() -> None:
     argv = "--namespace ops --watch-namespace a --watch-namespace b --standalone"
     argv += " --node-grace 15 --recheck-interval 2 --verbose"
     settings, verbose = parse_args(argv.split())
-    assert settings == OperatorSettings(
+    assert replace(settings, priority=0) == OperatorSettings(
         namespace="ops",
         namespaces=("a", "b"),
         node_grace=timedelta(seconds=15),
@@ -315,6 +315,11 @@ def test_command_line_settings() -> None:
         peering=None,
     )
     assert verbose
+
+
+def test_replicas_draw_distinct_priorities_unless_given() -> None:
+    drawn = {parse_args([])[0].priority for _ in range(20)}
+    assert len(drawn) > 1 and min(drawn) >= 1
 
 
 def test_command_line_defaults_to_peering_cluster_wide(monkeypatch: pytest.MonkeyPatch) -> None:
