@@ -69,6 +69,7 @@ class ProgressBar:
         self.stream = stream
         self.layers: dict[str, tuple[int, int]] = {}
         self.drawn = 0.0
+        self.finished = False
 
     @classmethod
     def for_terminal(cls, label: str, stream: TextIO | None = None) -> ProgressBar | None:
@@ -77,6 +78,9 @@ class ProgressBar:
 
     def __call__(self, event: PullProgress) -> None:
         self.layers[event.layer] = (event.done, event.total)
+        if all(done == total for done, total in self.layers.values()):
+            self.finish()  # every layer was announced up front: this is the end
+            return
         now = time.monotonic()
         if now - self.drawn >= 0.1 or event.done == event.total:
             self.drawn = now
@@ -95,7 +99,9 @@ class ProgressBar:
         self.stream.flush()
 
     def finish(self) -> None:
-        if self.layers:
+        """Draw the last state and end the line; once."""
+        if self.layers and not self.finished:
+            self.finished = True
             self._draw()
             self.stream.write("\n")
             self.stream.flush()

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import sys
-from collections.abc import Iterator
 
 import click
 
@@ -94,14 +92,14 @@ def run(
                 f"--detach runs no command, so it cannot take {', '.join(misplaced)}; "
                 "start the sandbox, then use `corral exec NAME -- COMMAND`"
             )
-        return asyncio.run(_detached(builder, bar))
+        return asyncio.run(_detached(builder))
     if not command:
-        return asyncio.run(_attached(builder, bar, (), timeout, True, sys.stdin.isatty()))
-    return asyncio.run(_attached(builder, bar, command, timeout, interactive, tty))
+        return asyncio.run(_attached(builder, (), timeout, True, sys.stdin.isatty()))
+    return asyncio.run(_attached(builder, command, timeout, interactive, tty))
 
 
-async def _detached(builder: SandboxBuilder, bar: ProgressBar | None) -> int:
-    with creating(), _finishing(bar):
+async def _detached(builder: SandboxBuilder) -> int:
+    with creating():
         sandbox = await builder.create_detached()
     await sandbox.close()
     print(sandbox.name)
@@ -109,29 +107,14 @@ async def _detached(builder: SandboxBuilder, bar: ProgressBar | None) -> int:
 
 
 async def _attached(
-    builder: SandboxBuilder,
-    bar: ProgressBar | None,
-    command: tuple[str, ...],
-    timeout: float | None,
-    stdin: bool,
-    tty: bool,
+    builder: SandboxBuilder, command: tuple[str, ...], timeout: float | None, stdin: bool, tty: bool
 ) -> int:
-    with creating(), _finishing(bar):
+    with creating():
         sandbox = await builder.create()
     async with sandbox:
         return await attach(
             sandbox, command or sandbox.default_command, timeout=timeout, stdin=stdin, tty=tty
         )
-
-
-@contextlib.contextmanager
-def _finishing(bar: ProgressBar | None) -> Iterator[None]:
-    """End the pull's progress line before anything else is written."""
-    try:
-        yield
-    finally:
-        if bar is not None:
-            bar.finish()
 
 
 @click.command("exec", cls=TailCommand, example="corral exec NAME -- uname -a")
