@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import dataclasses
 import json
 import os
 import subprocess
@@ -32,16 +33,22 @@ Policy = Literal["Always", "IfMissing", "Never"]
 
 @dataclass(frozen=True)
 class RegistryAuth:
-    """Credentials for one registry: a username and password, or a bearer token that is
-    presented to the registry as is. Never stored and never shown (`repr` hides them)."""
+    """Credentials for one registry: a username and password; or a bearer `token`,
+    presented to the registry as is; or an `identity_token` (what `docker login` keeps
+    for registries with OAuth2), exchanged at the registry's token endpoint for each
+    pull. Never stored and never shown (`repr` hides the secrets)."""
 
     username: str = ""
     password: str = field(default="", repr=False)
     token: str = field(default="", repr=False)
+    identity_token: str = field(default="", repr=False)
 
     def __post_init__(self) -> None:
-        if bool(self.token) == bool(self.username or self.password):
-            raise ImageError("RegistryAuth takes a username and password, or a token")
+        kinds = [bool(self.username or self.password), bool(self.token), bool(self.identity_token)]
+        if sum(kinds) != 1:
+            raise ImageError(
+                "RegistryAuth takes a username and password, a token or an identity_token"
+            )
 
 
 RegistryAuths = RegistryAuth | Mapping[str, RegistryAuth]
@@ -150,11 +157,7 @@ def _auths_json(reference: str, auth: RegistryAuths | None) -> dict[str, dict[st
     for host, value in auths.items():
         if not isinstance(value, RegistryAuth):
             raise ImageError(f"auth for {host!r} is a {type(value).__name__}, not a RegistryAuth")
-        found[registry_key(host)] = {
-            "username": value.username,
-            "password": value.password,
-            "token": value.token,
-        }
+        found[registry_key(host)] = dataclasses.asdict(value)
     return found
 
 
@@ -205,8 +208,8 @@ def registry_auths_from_docker_config(
     """The `auths` of a decoded Docker config — `~/.docker/config.json`, or the JSON of a
     kubernetes.io/dockerconfigjson secret (imagePullSecrets) — keyed by registry host as
     references name it (`https://index.docker.io/v1/` → `docker.io`). Entries carry a
-    base64 `auth` ("user:password"), `username`/`password`, or a `registrytoken`;
-    entries with none of them (a credential helper's) are left out."""
+    base64 `auth` ("user:password"), `username`/`password`, an `identitytoken` or a
+    `registrytoken`; entries with none of them (a credential helper's) are left out."""
     auths = config.get("auths", {})
     if not isinstance(auths, Mapping):
         raise ImageError(f"{source}: auths is not an object")
@@ -221,6 +224,9 @@ def registry_auths_from_docker_config(
 
 
 def _entry_auth(entry: Mapping[str, object], what: str) -> RegistryAuth | None:
+    identity = entry.get("identitytoken")
+    if isinstance(identity, str) and identity:
+        return RegistryAuth(identity_token=identity)  # its username is a placeholder
     encoded = entry.get("auth")
     if isinstance(encoded, str) and encoded:
         try:

@@ -174,6 +174,8 @@ class Registry:
         return "Bearer " + await self._token(reference, params, basic)
 
     async def _token(self, reference: Reference, params: dict[str, str], basic: str | None) -> str:
+        """A token from the challenge's realm: a GET (with Basic credentials, if any), or
+        with an identity token the OAuth2 refresh-token grant, a POST."""
         realm = params["realm"]
         insecure = self.settings.host(reference.registry).insecure
         if not realm.startswith("https://") and not (insecure and realm.startswith("http://")):
@@ -181,11 +183,19 @@ class Registry:
         query = {"scope": params.get("scope", f"repository:{reference.repository}:pull")}
         if "service" in params:
             query["service"] = params["service"]
+        credentials = self.settings.credentials.get(reference.registry)
+        identity = credentials.identity_token if credentials is not None else ""
         assert self._session is not None
         try:
             headers = {"Authorization": basic} if basic else {}
-            async with self._session.get(
-                realm, params=query, headers=headers, ssl=self._ssl(reference.registry)
+            grant = {"grant_type": "refresh_token", "refresh_token": identity, **query}
+            async with self._session.request(
+                "POST" if identity else "GET",
+                realm,
+                params=None if identity else query,
+                data={**grant, "client_id": "corral"} if identity else None,
+                headers=headers,
+                ssl=self._ssl(reference.registry),
             ) as response:
                 if response.status in (401, 403):
                     raise ImageError(

@@ -1,5 +1,5 @@
 """The SDK's `corral.pull`: credentials given per pull (a RegistryAuth, a mapping of them,
-a bearer token), progress events, the `Image` it returns, and Docker configs as
+a bearer token, an identity token), progress events, the `Image` it returns, and Docker configs as
 Kubernetes dockerconfigjson secrets carry them. Credentials never reach a file."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from corral import (
 )
 from images.oci_layout import Layout, busybox_layer, entry, tar
 from images.registry import PASSWORD, USER, RegistryServer, run_registry
-from images.token_auth import run_token_server
+from images.token_auth import IDENTITY_TOKEN, run_token_server
 
 CONFIG = {"Entrypoint": ["/bin/sh"], "Cmd": ["-c", "true"], "Env": ["A=1"], "User": "7"}
 
@@ -100,6 +100,11 @@ async def test_pull_with_a_bearer_token(home: Path, tmp_path: Path) -> None:
         assert len(tokens.issued) == issued
         with pytest.raises(ImageError, match="rejected the credentials"):
             await pull(reference, auth=RegistryAuth(token="not-a-jwt"), policy="Always")
+        # An identity token (docker login's, for OAuth2 registries) is exchanged for one.
+        await pull(reference, auth=RegistryAuth(identity_token=IDENTITY_TOKEN), policy="Always")
+        assert tokens.issued[-1] == scope
+        with pytest.raises(ImageError, match=r"authentication failed at .*/token \(HTTP 401\)"):
+            await pull(reference, auth=RegistryAuth(identity_token="stale"), policy="Always")
 
 
 def _token(url: str) -> str:
@@ -116,6 +121,7 @@ def test_registry_auths_from_a_dockerconfigjson_secret() -> None:
             "https://index.docker.io/v1/": {"auth": encoded},
             "ghcr.io": {"username": "bob", "password": "pw"},
             "registry.example:5000": {"registrytoken": "tok"},
+            "acr.example": {"auth": base64.b64encode(b"0000:").decode(), "identitytoken": "id"},
             "helper.example": {"email": "only@example"},
         }
     }
@@ -123,12 +129,13 @@ def test_registry_auths_from_a_dockerconfigjson_secret() -> None:
         "docker.io": RegistryAuth("alice", "pa:ss"),
         "ghcr.io": RegistryAuth("bob", "pw"),
         "registry.example:5000": RegistryAuth(token="tok"),
+        "acr.example": RegistryAuth(identity_token="id"),
     }
     with pytest.raises(ImageError, match="auth is not base64"):
         registry_auths_from_docker_config({"auths": {"x.io": {"auth": "%%%"}}})
     with pytest.raises(ImageError, match="auths is not an object"):
         registry_auths_from_docker_config({"auths": []})
-    with pytest.raises(ImageError, match="a username and password, or a token"):
+    with pytest.raises(ImageError, match="a username and password, a token or an identity_token"):
         RegistryAuth("u", "p", token="t")
 
 

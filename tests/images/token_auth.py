@@ -1,8 +1,9 @@
 """Test helper: a token endpoint on loopback for docker-registry's `auth: token:` mode.
 
-It answers `GET /token?service=…&scope=…` from clients that send USER/PASSWORD (Basic)
-with an RS256 JWT granting the scopes asked for, signed with `openssl dgst` by a key
-whose self-signed certificate is the registry's rootcertbundle. The registry finds the
+It answers `GET /token?service=…&scope=…` from clients that send USER/PASSWORD (Basic),
+and the OAuth2 refresh-token grant (`POST /token`) with IDENTITY_TOKEN, with an RS256
+JWT granting the scopes asked for, signed with `openssl dgst` by a key whose
+self-signed certificate is the registry's rootcertbundle. The registry finds the
 key by the JWT's `kid`, libtrust's key ID of that public key. A stdlib server in a
 thread, since skopeo pushes while the test's event loop is blocked.
 """
@@ -25,6 +26,8 @@ from pathlib import Path
 from images.registry import PASSWORD, USER
 
 SERVICE, ISSUER = "corral-registry", "corral-token-issuer"
+IDENTITY_TOKEN = "corral-identity-token"
+"""The refresh token the endpoint accepts (what a `docker login` would have stored)."""
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,20 @@ def run_token_server(directory: Path) -> Iterator[TokenServer]:
                 self.send_response(401)
                 self.end_headers()
                 return
-            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            self._issue(urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query), "token")
+
+        def do_POST(self) -> None:
+            """The OAuth2 refresh-token grant: an identity token instead of a password."""
+            length = min(int(self.headers.get("Content-Length", "0")), 1 << 16)
+            form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+            grant = (form.get("grant_type", [""])[0], form.get("refresh_token", [""])[0])
+            if grant != ("refresh_token", IDENTITY_TOKEN) or not form.get("client_id"):
+                self.send_response(401)
+                self.end_headers()
+                return
+            self._issue(form, "access_token")
+
+        def _issue(self, query: dict[str, list[str]], field: str) -> None:
             scope = " ".join(query.get("scope", []))
             now = int(time.time())
             claims = {
@@ -122,7 +138,7 @@ def run_token_server(directory: Path) -> Iterator[TokenServer]:
                 "access": _access(scope),
             }
             issued.append(scope)
-            body = json.dumps({"token": _sign(key, kid, claims), "expires_in": 300}).encode()
+            body = json.dumps({field: _sign(key, kid, claims), "expires_in": 300}).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
