@@ -127,11 +127,14 @@ async def pull(
     """
     if policy not in ("Always", "IfMissing", "Never"):
         raise ImageError(f"pull policy {policy!r} is not Always, IfMissing or Never")
+    single = auth if isinstance(auth, RegistryAuth) else None
+    by_host = None if isinstance(auth, RegistryAuth) else auth
     request = {
         "op": "pull",
         "reference": reference,
         "policy": policy,
-        "auths": _auths_json(reference, auth),
+        "auth": dataclasses.asdict(single) if single else None,  # for the reference's registry
+        "auths": _auths_json(by_host),
         "progress": progress is not None,
     }
     [image] = await _run(request, progress)
@@ -146,28 +149,13 @@ async def load(path: str | os.PathLike[str], *, tag: str | None = None) -> list[
     return await _run(request, None)
 
 
-def _auths_json(reference: str, auth: RegistryAuths | None) -> dict[str, dict[str, str]]:
-    if auth is None:
-        return {}
-    if isinstance(auth, RegistryAuth):
-        auths: Mapping[str, RegistryAuth] = {_registry_of(reference): auth}
-    else:
-        auths = auth
+def _auths_json(auths: Mapping[str, RegistryAuth] | None) -> dict[str, dict[str, str]]:
     found = {}
-    for host, value in auths.items():
+    for host, value in (auths or {}).items():
         if not isinstance(value, RegistryAuth):
             raise ImageError(f"auth for {host!r} is a {type(value).__name__}, not a RegistryAuth")
         found[registry_key(host)] = dataclasses.asdict(value)
     return found
-
-
-def _registry_of(reference: str) -> str:
-    """The registry host of `reference`, by the reference grammar's first-component rule
-    (the helper parses the reference fully)."""
-    first, _, rest = reference.partition("/")
-    if rest and ("." in first or ":" in first or first == "localhost"):
-        return registry_key(first)
-    return DOCKER_HUB
 
 
 async def _run(request: dict[str, Any], progress: ProgressCallback | None) -> list[Image]:

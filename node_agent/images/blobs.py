@@ -48,6 +48,8 @@ class Sink:
             self.offset += len(chunk)
         file.truncate(self.offset)  # bytes past the blob's size cannot be part of it
         self.received = self.offset
+        if self.offset == size and not self.complete():
+            self.restart()  # all there and wrong: nothing to resume
 
     def write(self, chunk: bytes) -> None:
         self.received += len(chunk)

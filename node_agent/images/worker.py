@@ -1,8 +1,8 @@
 """`python -m corral.node_agent.images.worker --home HOME`: the SDK's pull and load.
 
 The SDK (corral._images) starts this helper rather than importing the runtime. It reads
-one JSON request from stdin — `{"op": "pull", "reference", "policy", "auths",
-"progress"}` or `{"op": "load", "path", "tag"}` — and answers with JSON lines on stdout:
+one JSON request from stdin — `{"op": "pull", "reference", "policy", "auth",
+"auths", "progress"}` or `{"op": "load", "path", "tag"}` — and answers with JSON lines on stdout:
 `{"progress": {...}}` while layers download, then `{"ok": true, "images": [...]}` or
 `{"ok": false, "kind", "error"}`. Credentials arrive only on stdin and are laid over the
 configured ones for this one pull; nothing of them is written anywhere.
@@ -22,6 +22,7 @@ from corral._errors import CorralError, ImageError
 from corral._images import RegistryAuth
 from corral._paths import Paths
 from corral.node_agent.images import settings
+from corral.node_agent.images.reference import parse
 from corral.node_agent.images.store import Image, ImageStore
 
 MAX_REQUEST_BYTES = 1 << 20
@@ -41,6 +42,8 @@ async def _pull(request: dict[str, Any], home: Path) -> list[Image]:
 
     configured = settings.load(home)
     given = {host: RegistryAuth(**fields) for host, fields in request["auths"].items()}
+    if request["auth"] is not None:
+        given[parse(request["reference"]).registry] = RegistryAuth(**request["auth"])
     registries = dataclasses.replace(configured, credentials={**configured.credentials, **given})
     progress = _progress if request["progress"] else None
     store = ImageStore(Paths(home).images)
