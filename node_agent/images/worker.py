@@ -38,6 +38,11 @@ def _progress(digest: str, done: int, total: int) -> None:
 
 
 async def _pull(request: dict[str, Any], home: Path) -> list[Image]:
+    store = ImageStore(Paths(home).images)
+    if request["policy"] != "Always":
+        local = store.lookup(parse(request["reference"]))
+        if local is not None:
+            return [local]  # without loading the registry client (aiohttp)
     from corral.node_agent.images.pull import PullPolicy, pull
 
     configured = settings.load(home)
@@ -46,7 +51,6 @@ async def _pull(request: dict[str, Any], home: Path) -> list[Image]:
         given[parse(request["reference"]).registry] = RegistryAuth(**request["auth"])
     registries = dataclasses.replace(configured, credentials={**configured.credentials, **given})
     progress = _progress if request["progress"] else None
-    store = ImageStore(Paths(home).images)
     image = await pull(
         request["reference"], store, registries, PullPolicy(request["policy"]), progress
     )
