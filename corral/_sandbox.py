@@ -388,7 +388,8 @@ def remove(name: str, force: bool = False) -> None:
 
 
 def _kill_leftovers(store: StateStore, name: str) -> None:
-    """Kill a supervisor and QEMU that may survive a failed create or a forced remove."""
+    """Kill a supervisor and QEMU that may survive a failed create or a forced remove,
+    then remove the cgroup they ran in, if any (node_agent/cgroups.py says why here)."""
     with contextlib.suppress(CorralError):
         record = store.get(name)
         if process_alive(record.supervisor_pid, record.supervisor_start):
@@ -396,6 +397,7 @@ def _kill_leftovers(store: StateStore, name: str) -> None:
                 os.kill(record.supervisor_pid, signals.SIGKILL)
         if record.qemu_pid:
             _kill_qemu(record.qemu_pid)
+        _remove_cgroup(Paths.from_env().sandbox_dir(record.uid) / "cgroup", record.uid)
 
 
 def _kill_qemu(pid: int) -> None:
@@ -403,6 +405,25 @@ def _kill_qemu(pid: int) -> None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
         if b"qemu-system" in cmdline:
             os.kill(pid, signals.SIGKILL)
+
+
+def _remove_cgroup(pointer: Path, uid: str, timeout: float = 5.0) -> None:
+    """rmdir the cgroup the pointer file names (only ever a sandbox's own, `<root>/<uid>`),
+    retrying while the killed processes are still leaving it."""
+    try:
+        cgroup = Path(pointer.read_text())
+    except OSError:
+        return
+    deadline = time.monotonic() + timeout
+    while cgroup.name == uid and time.monotonic() < deadline:
+        try:
+            cgroup.rmdir()
+        except FileNotFoundError:
+            return
+        except OSError:  # EBUSY until the last process has left
+            time.sleep(0.05)
+        else:
+            return
 
 
 def _remove_tree(directory: Path) -> None:

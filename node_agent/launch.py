@@ -23,9 +23,12 @@ from typing import Any
 from corral._errors import BootError, CorralError
 from corral._paths import Paths
 from corral._state import SandboxRecord, StateStore, current_process_identity
-from corral.node_agent import accel, rootfs
+from corral.node_agent import accel, cgroups, rootfs
 from corral.node_agent.assets import Assets
 from corral.node_agent.vmm import Disk, QemuProcess, VmSpec
+
+TSC_ENV = "CORRAL_TSC_KHZ"
+"""The host's TSC frequency in kHz, as the node agent measured it where it runs."""
 
 
 @dataclass
@@ -58,6 +61,8 @@ def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
     store.update(record.name, supervisor_pid=pid, supervisor_start=start)
     config = record.config
     directory = paths.sandbox_dir(record.uid)
+    if cgroup_root := os.environ.get(cgroups.ROOT_ENV):
+        cgroups.join(Path(cgroup_root), record.uid, directory)  # before any child process
     assets = Assets.load(paths.assets, config["kernel"])
     try:
         choice = accel.choose(config["accel"], accel.probe_host(), assets.kernel_pvm)
@@ -85,7 +90,7 @@ def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
             f"corral.hostname={record.name}",
             *assets.kernel_args,
         ],
-        tsc_khz=assets.tsc_khz,
+        tsc_khz=guest_tsc_khz(assets.tsc_khz),
         acpi=assets.kernel_acpi,
     )
     qemu = QemuProcess(spec)
@@ -97,6 +102,18 @@ def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
         accel_reason=choice.reason,
     )
     return Launched(record, directory, qemu, channel, source.defaults)
+
+
+def guest_tsc_khz(recorded: int) -> int:
+    """The TSC frequency a TCG guest is told: the host's from $CORRAL_TSC_KHZ, else the
+    one recorded when the assets were provisioned (in a container image, the build
+    machine's)."""
+    value = os.environ.get(TSC_ENV, "")
+    if not value:
+        return recorded
+    if not value.isdecimal() or int(value) == 0:
+        raise BootError(f"{TSC_ENV}={value!r}: expected the host's TSC frequency in kHz")
+    return int(value)
 
 
 def report(message: dict[str, object]) -> None:

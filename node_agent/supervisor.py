@@ -30,7 +30,7 @@ from corral._protocol import (
     encode_fields,
 )
 from corral._state import StateStore
-from corral.node_agent import rootfs
+from corral.node_agent import cgroups, rootfs
 from corral.node_agent.channel import GuestChannel
 from corral.node_agent.launch import Launched, fail, report
 from corral.node_agent.router import GUEST, Outgoing, Router, error_frame
@@ -298,6 +298,7 @@ async def supervise(store: StateStore, launched: Launched, owner_pid: int) -> in
     report({"ok": True})
     await supervisor.serve()
     if supervisor.stop_reason == OWNER_EXITED:
+        cgroups.leave(supervisor.dir)
         rootfs.remove_tree(supervisor.dir)
         store.delete(supervisor.name, supervisor.record.uid)
     return 0

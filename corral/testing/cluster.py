@@ -55,6 +55,8 @@ class NodeAgent:
     memory_mib: int = 2048
     process: subprocess.Popen[bytes] | None = None
     metrics_port: int = 0
+    extra_args: list[str] = field(default_factory=list)
+    """More `corral-node-agent` arguments, after the harness's own."""
 
     def start(self) -> None:
         command = [
@@ -77,6 +79,7 @@ class NodeAgent:
             str(self.memory_mib),
             "--renew-interval",
             "1",
+            *self.extra_args,
         ]
         offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:

@@ -21,15 +21,19 @@ from pathlib import Path
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
 
+from corral._errors import BootError
 from corral._paths import Paths
 from corral.api import SYSTEM_NAMESPACE
+from corral.node_agent import cgroups
 from corral.node_agent.accel import choose, probe_host
+from corral.node_agent.assets import host_tsc_khz
 from corral.node_agent.daemon.certs import server_context, serving_certificate
 from corral.node_agent.daemon.metrics import sandbox_registry, start_metrics
 from corral.node_agent.daemon.reconciler import Reconciler
 from corral.node_agent.daemon.registration import Heartbeat, Registration
 from corral.node_agent.daemon.runtime import LocalRuntime
 from corral.node_agent.daemon.server import AgentServer
+from corral.node_agent.launch import TSC_ENV
 
 logger = logging.getLogger("corral.node_agent")
 
@@ -53,6 +57,8 @@ class AgentSettings:
     renew_interval: float = 10.0
     lease_seconds: int = 40
     poll_interval: float = 1.0
+    cgroup_root: Path | None = None
+    """The cgroup v2 directory each VM gets a cgroup under; None = the agent's own."""
 
 
 def host_memory_mib(reserve_mib: int = 1024) -> int:
@@ -72,6 +78,15 @@ async def run_agent(settings: AgentSettings, ready: asyncio.Event | None = None)
         )
     else:
         k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    # What the runtime's launches read (node_agent/launch.py): the measured TSC wins over
+    # the one recorded in the assets, which an image carries from its build machine.
+    if settings.cgroup_root is not None:
+        os.environ[cgroups.ROOT_ENV] = str(settings.cgroup_root)
+    if tsc_khz := host_tsc_khz():
+        os.environ.setdefault(TSC_ENV, str(tsc_khz))
+    logger.info(
+        "guest TSC %s kHz; VM cgroups under %s", os.environ.get(TSC_ENV), settings.cgroup_root
+    )
     paths = Paths.from_env()
     async with k8s.ApiClient(configuration) as api:
         reconciler = Reconciler(
@@ -142,6 +157,13 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, bool]:
         help="a node label a Sandbox's nodeSelector can match (repeatable)",
     )
     parser.add_argument("--renew-interval", type=float, default=AgentSettings.renew_interval)
+    parser.add_argument(
+        "--cgroup-root",
+        type=Path,
+        default=os.environ.get(cgroups.ROOT_ENV) or None,
+        help="a cgroup v2 directory outside the agent's container; each VM gets a cgroup "
+        f"under it, so a container restart leaves it running (default: ${cgroups.ROOT_ENV})",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     labels = {}
@@ -150,6 +172,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, bool]:
         if not sep or not key:
             parser.error(f"--label {item!r}: expected KEY=VALUE")
         labels[key] = value
+    if args.cgroup_root is not None:
+        try:
+            cgroups.check_root(args.cgroup_root)
+        except BootError as exc:
+            parser.error(f"--cgroup-root: {exc}")
     settings = AgentSettings(
         node=args.node_name,
         namespace=args.namespace,
@@ -162,6 +189,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[AgentSettings, bool]:
         memory_mib=args.memory_mib,
         labels=labels,
         renew_interval=args.renew_interval,
+        cgroup_root=args.cgroup_root,
     )
     return settings, args.verbose
 
