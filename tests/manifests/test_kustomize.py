@@ -145,14 +145,17 @@ def test_the_operator_runs_unprivileged_with_a_command_it_accepts(
 def test_the_node_agent_is_privileged_on_the_host_network_with_state_on_the_node(
     kubectl: Kubectl,
 ) -> None:
+    """And its VMs outlive its container: they run in cgroups of their own, at the top of
+    the host's hierarchy, with PIDs in the host's namespace."""
     objects = render(kubectl, MANIFESTS)
     agent = by_kind(objects, "DaemonSet")["corral-node-agent"]
     pod = agent["spec"]["template"]["spec"]
     container = _container(agent)
     assert pod["serviceAccountName"] == "corral-node-agent"
     assert pod["hostNetwork"] is True
+    assert pod["hostPID"] is True
     assert container["securityContext"] == {"privileged": True}
-    assert "limits" not in container["resources"]  # the VMs live in this cgroup
+    assert "limits" not in container["resources"]  # the VMs live here without a cgroup root
     assert container["command"] == [
         "corral-node-agent",
         "--node-name",
@@ -163,6 +166,8 @@ def test_the_node_agent_is_privileged_on_the_host_network_with_state_on_the_node
         "7443",
         "--metrics-port",
         "9464",
+        "--cgroup-root",
+        "/host/cgroup/corral",
     ]
     assert _env(container) == {
         "CORRAL_HOME": "/var/lib/corral",
@@ -170,10 +175,18 @@ def test_the_node_agent_is_privileged_on_the_host_network_with_state_on_the_node
         "NODE_NAME": "spec.nodeName",
         "NODE_IP": "status.hostIP",
     }
-    (state,) = pod["volumes"]
-    assert state["hostPath"] == {"path": "/var/lib/corral", "type": "DirectoryOrCreate"}
-    mounts = [container["volumeMounts"], *(c["volumeMounts"] for c in pod["initContainers"])]
-    assert all(m == [{"name": state["name"], "mountPath": "/var/lib/corral"}] for m in mounts)
+    volumes = {v["name"]: v["hostPath"] for v in pod["volumes"]}
+    assert volumes == {
+        "state": {"path": "/var/lib/corral", "type": "DirectoryOrCreate"},
+        "cgroup": {"path": "/sys/fs/cgroup", "type": "Directory"},
+    }
+    state = {"name": "state", "mountPath": "/var/lib/corral"}
+    cgroup = {"name": "cgroup", "mountPath": "/host/cgroup"}
+    assert container["volumeMounts"] == [state, cgroup]
+    assets, cgroup_root = pod["initContainers"]
+    assert assets["volumeMounts"] == [state]
+    assert cgroup_root["volumeMounts"] == [cgroup]
+    assert cgroup_root["command"] == ["mkdir", "-p", "/host/cgroup/corral"]
 
     service = by_kind(objects, "Service")["corral-node-agent-metrics"]
     assert service["spec"]["clusterIP"] == "None"
