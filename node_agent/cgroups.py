@@ -8,11 +8,11 @@ and QEMU inherits it. The node agent checks the root when it starts.
 
 The launch names the cgroup in the sandbox directory's `cgroup` file, and the SDK's
 remove (corral/_sandbox.py `_kill_leftovers`) rmdirs it with the standard library once
-the processes are gone. The SDK, because the SDK core may not import the runtime, and
-because the supervisor cannot do it: a cgroup with a process in it cannot be removed,
-and a forced remove or a failed boot leaves no supervisor to run an exit handler. The
-one exception is a supervisor that removes its own sandbox when its owner exits: it
-`leave`s first.
+the processes are gone. Why there: the SDK core may not import the runtime (reading a
+path and an rmdir need nothing of it), and the supervisor cannot do it, as a cgroup with
+a process in it cannot be removed and a forced remove or a failed boot leaves no
+supervisor to run an exit handler. The one exception is a supervisor that removes its
+own sandbox when its owner exits: it `leave`s first.
 
 Standard library only: this runs on the launch's boot path.
 """
@@ -27,7 +27,7 @@ from corral._errors import BootError
 
 ROOT_ENV = "CORRAL_CGROUP_ROOT"
 POINTER = "cgroup"
-"""The file in a sandbox directory that names the sandbox's cgroup directory."""
+"""The file in a sandbox directory naming its cgroup (corral/_sandbox.py reads it too)."""
 
 
 def check_root(root: Path) -> None:
