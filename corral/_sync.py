@@ -90,12 +90,12 @@ class SyncSandboxBuilder(SandboxSettings):
     def create(self) -> SyncSandbox:
         """A sandbox tied to this process: stopped and removed when the process exits."""
         config = self.config()  # invalid settings fail before a thread is started
-        return SyncSandbox._open(config.name, lambda: Sandbox._launch(config, detached=False))
+        return SyncSandbox._open(config.name, lambda: self._create(detached=False))
 
     def create_detached(self) -> SyncSandbox:
         """A sandbox that outlives this process, until `stop()`/`remove()`."""
         config = self.config()
-        return SyncSandbox._open(config.name, lambda: Sandbox._launch(config, detached=True))
+        return SyncSandbox._open(config.name, lambda: self._create(detached=True))
 
 
 class SyncSandbox:

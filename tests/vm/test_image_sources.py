@@ -15,7 +15,7 @@ from images.disk_images import as_qcow2, busybox_disk
 from images.oci_layout import Layout, busybox_layer
 from images.registry import PASSWORD, USER, RegistryServer, run_registry
 
-from corral import ImageError, PullProgress, RegistryAuth, Sandbox
+from corral import ImageError, PullProgress, RegistryAuth, Sandbox, SyncSandbox
 
 pytestmark = pytest.mark.vm
 
@@ -77,3 +77,17 @@ async def test_boot_from_a_disk_image(kind: str, corral_home: Path, tmp_path: Pa
     again = await Sandbox.builder(f"disk-{kind}-2").image(str(disk)).create()
     async with again:  # the disk image itself was not written: the write went to the upper
         assert (await again.exec("/bin/cat", ["/marker"])).stdout.startswith(b"booted")
+
+
+def test_the_blocking_builder_pulls_with_its_credentials_too(private: str) -> None:
+    events: list[PullProgress] = []
+    builder = (
+        SyncSandbox.builder("auth-sync")
+        .image(private)
+        .registry_auth(RegistryAuth(USER, PASSWORD))
+        .on_pull_progress(events.append)
+        .pull_policy("Always")
+    )
+    with builder.create() as sb:
+        assert sb.exec("/bin/echo", ["sync"]).stdout == b"sync\n"
+    assert events
