@@ -20,8 +20,8 @@ from typing import Any
 
 import kopf
 from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import config as k8s_config
 
+from corral._kube import client_configuration
 from corral.operator.sandboxes import SandboxHandler
 from corral.operator.settings import OperatorSettings
 
@@ -39,13 +39,7 @@ async def operate(
     ready_flag: threading.Event | None = None,
 ) -> None:
     """Run the operator until `stop_flag` is set (or forever)."""
-    configuration = k8s.Configuration()
-    if settings.kubeconfig is not None:
-        await k8s_config.load_kube_config(
-            config_file=str(settings.kubeconfig), client_configuration=configuration
-        )
-    else:
-        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    configuration = await client_configuration(settings.kubeconfig)
     async with k8s.ApiClient(configuration) as api:
         registry = _registry(configuration)
         SandboxHandler(settings, api).register(registry)

@@ -33,6 +33,7 @@ from corral.api import (
     NODE_LABEL,
     VERSION,
     Condition,
+    Event,
     Sandbox,
     find_condition,
     set_condition,
@@ -62,15 +63,6 @@ _PATCH: dict[str, Any] = {
     "field_manager": MANAGER,
     "_content_type": "application/merge-patch+json",
 }
-
-
-@dataclass(frozen=True)
-class Event:
-    """A Kubernetes Event to post about the sandbox."""
-
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ the wire camelCase: `Sandbox.model_validate(obj)` reads an object from the API s
 `model_dump(mode="json", by_alias=True, exclude_none=True)` writes one. No I/O here.
 """
 
-from corral.api._conditions import find_condition, set_condition
+from corral.api._conditions import Event, find_condition, set_condition
 from corral.api._meta import (
     API_VERSION,
     GROUP,
@@ -57,6 +57,7 @@ __all__ = [
     "Condition",
     "EgressRule",
     "EnvVar",
+    "Event",
     "LocalObjectReference",
     "NetworkPolicy",
     "NetworkPolicySpec",

@@ -1,17 +1,28 @@
-"""Conditions by Kubernetes conventions, computed without I/O.
+"""Conditions and Events by Kubernetes conventions, computed without I/O.
 
 A handler states the condition it observes; `set_condition()` returns the new list,
 keeping `lastTransitionTime` when the status did not flip, so an unchanged observation
-yields an equal list and the handler can skip the status write.
+yields an equal list and the handler can skip the status write. An `Event` is what a
+handler decides to post about a transition; posting it is the handler's I/O.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 from corral.api._meta import Condition
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post about a resource."""
+
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
 
 
 def set_condition(

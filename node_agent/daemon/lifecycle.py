@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from corral.api import Condition, Sandbox, set_condition
+from corral.api import Condition, Event, Sandbox, set_condition
 
 IMAGE_READY = "ImageReady"
 BOOTED = "Booted"
@@ -76,13 +76,6 @@ class History:
         if self.failures == 0:
             return 0.0
         return min(BACKOFF_START * float(1 << (self.failures - 1)), BACKOFF_LIMIT)
-
-
-@dataclass(frozen=True)
-class Event:
-    type: Literal["Normal", "Warning"]
-    reason: str
-    message: str
 
 
 @dataclass(frozen=True)

@@ -19,9 +19,9 @@ from importlib.metadata import version
 from pathlib import Path
 
 from kubernetes_asyncio import client as k8s
-from kubernetes_asyncio import config as k8s_config
 
 from corral._errors import BootError
+from corral._kube import client_configuration
 from corral._paths import Paths
 from corral.api import SYSTEM_NAMESPACE
 from corral.node_agent import cgroups
@@ -71,13 +71,7 @@ def host_memory_mib(reserve_mib: int = 1024) -> int:
 
 async def run_agent(settings: AgentSettings, ready: asyncio.Event | None = None) -> None:
     """Run the node agent until cancelled."""
-    configuration = k8s.Configuration()
-    if settings.kubeconfig is not None:
-        await k8s_config.load_kube_config(
-            config_file=str(settings.kubeconfig), client_configuration=configuration
-        )
-    else:
-        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    configuration = await client_configuration(settings.kubeconfig)
     # What the runtime's launches read (node_agent/launch.py): the measured TSC wins over
     # the one recorded in the assets, which an image carries from its build machine.
     if settings.cgroup_root is not None:

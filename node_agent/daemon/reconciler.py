@@ -26,12 +26,11 @@ from kubernetes_asyncio import watch
 from pydantic import ValidationError
 
 from corral import BootError, CorralError, ImageError, InvalidConfig
-from corral.api import GROUP, NODE_AGENT_FINALIZER, NODE_LABEL, VERSION, Sandbox
+from corral.api import GROUP, NODE_AGENT_FINALIZER, NODE_LABEL, VERSION, Event, Sandbox
 from corral.node_agent.daemon.directory import LocalSandbox
 from corral.node_agent.daemon.lifecycle import (
     Action,
     Decision,
-    Event,
     History,
     boot_failed,
     decide,

@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from corral.api import Sandbox
+from corral.api import Event, Sandbox
 from corral.node_agent.daemon.lifecycle import (
     Action,
-    Event,
     History,
     Observed,
     boot_failed,

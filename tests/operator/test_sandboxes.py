@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from corral.api import NODE_LABEL, Sandbox
+from corral.api import NODE_LABEL, Event, Sandbox
 from corral.operator.placement import NodeRecord, Usage
-from corral.operator.sandboxes import Event, Step, decide, needs_nodes, unsupported
+from corral.operator.sandboxes import Step, decide, needs_nodes, unsupported
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 LATER = NOW + timedelta(seconds=10)
