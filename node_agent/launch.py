@@ -24,8 +24,8 @@ from corral._errors import BootError, CorralError
 from corral._paths import Paths
 from corral._state import SandboxRecord, StateStore, current_process_identity
 from corral.node_agent import accel, cgroups, rootfs
-from corral.node_agent.assets import Assets
-from corral.node_agent.vmm import Disk, QemuProcess, VmSpec
+from corral.node_agent.assets import CLOUD_KERNEL, Assets
+from corral.node_agent.vmm import ROOT_SHARE_TAG, Disk, QemuProcess, VmSpec
 
 TSC_ENV = "CORRAL_TSC_KHZ"
 """The host's TSC frequency in kHz, as the node agent measured it where it runs."""
@@ -70,9 +70,7 @@ def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
         raise BootError(str(exc)) from None
     policy = config.get("pull_policy", "IfMissing")  # records written before it existed
     source = rootfs.resolve(config["image"], assets.default_image, paths.images, policy)
-    base = rootfs.base_disk(source, paths.images)
-    upper = directory / "upper.ext4"
-    rootfs.upper_disk(upper, config["disk_mib"], paths.images)
+    disks, root_args = root_disks(source, assets, directory, paths.images, config["disk_mib"])
     channel_path = directory / "channel.sock"
     channel = listen_unix(channel_path)
     spec = VmSpec(
@@ -83,10 +81,10 @@ def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
         initramfs=assets.initramfs,
         channel_socket=channel_path,
         console_log=directory / "console.log",
-        disks=[Disk(base, readonly=True), Disk(upper, readonly=False)],
+        disks=disks,
+        root_share=source.path if source.kind == "bind" else None,
         kernel_args=[
-            "corral.root=/dev/vda",
-            "corral.upper=/dev/vdb",
+            *root_args,
             f"corral.hostname={record.name}",
             *assets.kernel_args,
         ],
@@ -102,6 +100,25 @@ def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
         accel_reason=choice.reason,
     )
     return Launched(record, directory, qemu, channel, source.defaults)
+
+
+def root_disks(
+    source: rootfs.ImageSource, assets: Assets, directory: Path, cache: Path, disk_mib: int
+) -> tuple[list[Disk], list[str]]:
+    """The root's disks and kernel parameters: the shared base under a fresh upper, or,
+    for a bind root, none (the guest mounts the 9p share, which needs 9p in the kernel)."""
+    if source.kind == "bind":
+        if assets.kernel_name == CLOUD_KERNEL:
+            raise BootError(
+                f"image {source.reference!r}: a bind root is mounted over 9p, which the "
+                f"{CLOUD_KERNEL} kernel lacks; use the default kernel"
+            )
+        return [], [f"corral.root=9p:{ROOT_SHARE_TAG}"]
+    base = rootfs.base_disk(source, cache)
+    upper = directory / "upper.ext4"
+    rootfs.upper_disk(upper, disk_mib, cache)
+    disks = [Disk(base, readonly=True), Disk(upper, readonly=False)]
+    return disks, ["corral.root=/dev/vda", "corral.upper=/dev/vdb"]
 
 
 def guest_tsc_khz(recorded: int) -> int:

@@ -4,9 +4,11 @@ The guest agent overlays the per-sandbox upper disk on the shared base, so a sec
 sandbox of an image costs one sparse file. Sources: the default image, a local
 directory, a rootfs tarball, a disk image holding an ext4 root (raw `.raw`/`.img`, used
 in place; QCOW2 `.qcow2`, converted once to a raw base in the cache, since the VM's
-disks are raw), or an OCI image reference, pulled into the image store (`images`) and
-keyed by its manifest digest. Bases are built into a temporary file and renamed into
-place under a lock, so a half-built disk is never used and two builders never race.
+disks are raw), an OCI image reference, pulled into the image store (`images`) and
+keyed by its manifest digest, or `bind:/dir`, a host directory the guest mounts over 9p
+as its root, read-write and with no disk at all. Bases are built into a temporary file
+and renamed into place under a lock, so a half-built disk is never used and two builders
+never race.
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ EXT4_MAGIC_OFFSET, EXT4_MAGIC = 1024 + 0x38, b"\x53\xef"
 class ImageSource:
     reference: str
     path: Path  # the directory, tarball or disk image; for "oci", the image store
-    kind: str  # "directory", "tarball", "raw", "qcow2" or "oci"
+    kind: str  # "directory", "tarball", "raw", "qcow2", "oci" or "bind"
     defaults: ImageDefaults
     image: Image | None = None  # for "oci"
 
@@ -79,6 +81,8 @@ def resolve(
     directory or tarball, else an OCI reference pulled (per `policy`: Always, IfMissing,
     Never) into the image store at `images`. Paths must look like paths, so that an image
     name never silently means a directory that happens to share it."""
+    if reference.startswith(BIND_PREFIX):
+        return _bind(reference)
     is_path = reference == "default" or reference.startswith(("/", "."))
     path = default_image if reference == "default" else Path(reference)
     if is_path and path.is_dir():
@@ -97,6 +101,26 @@ def resolve(
         )
     image = _pull(reference, images, policy)
     return ImageSource(reference, images, "oci", _oci_defaults(image.config), image)
+
+
+BIND_PREFIX = "bind:"
+
+
+def _bind(reference: str) -> ImageSource:
+    """A host directory used live as the root: absolute, so it never depends on the
+    supervisor's working directory; without ',' (QEMU's option separator), so it cannot
+    add options to the 9p device. Symlinks are resolved here, so the directory checked
+    is the one shared."""
+    given = reference.removeprefix(BIND_PREFIX)
+    if not given.startswith("/"):
+        raise ImageError(f"image {reference!r}: a bind root needs an absolute path")
+    path = Path(os.path.realpath(given))
+    if "," in str(path):
+        raise ImageError(f"image {reference!r}: a bind root path cannot contain ','")
+    if not path.is_dir():
+        problem = "is not a directory" if path.exists() else "does not exist"
+        raise ImageError(f"image {reference!r}: {path} {problem}")
+    return ImageSource(reference, path, "bind", ImageDefaults(user="0"))  # /etc/passwd optional
 
 
 def _disk(reference: str, path: Path, kind: str) -> ImageSource:

@@ -22,6 +22,8 @@ from corral.node_agent.accel import Accel
 
 QEMU_BINARY = "qemu-system-x86_64"
 CHANNEL_NAME = "corral.0"
+ROOT_SHARE_TAG = "corral-root"
+"""The 9p mount tag of a bind root; the guest finds it in `corral.root=9p:<tag>`."""
 # Under TCG, hide ERMS/FSRM: with them the guest kernel uses `rep movsb/stosb`, which TCG
 # runs a byte at a time (pipes 2-4x and first-touch memory 1.2-2.5x slower, measured).
 TCG_CPU = "max,-erms,-fsrm"
@@ -43,6 +45,7 @@ class VmSpec:
     channel_socket: Path
     console_log: Path
     disks: list[Disk] = field(default_factory=list)
+    root_share: Path | None = None  # a host directory shared read-write as the 9p root
     kernel_args: list[str] = field(default_factory=list)
     tsc_khz: int = 0
     acpi: bool = False
@@ -88,6 +91,14 @@ def qemu_command(spec: VmSpec) -> list[str]:
         command += [
             "-drive", f"if=none,id=disk{index},file={disk.path},format=raw{readonly}",
             "-device", f"virtio-blk-device,drive=disk{index}",
+        ]  # fmt: skip
+    if spec.root_share is not None:
+        # security_model=none: QEMU acts with its own host permissions (what it may not
+        # do, such as an unprivileged chown, is skipped) and keeps no guest metadata on
+        # the side, so the directory stays an ordinary one, as under a bind mount.
+        command += [
+            "-fsdev", f"local,id=root,path={spec.root_share},security_model=none",
+            "-device", f"virtio-9p-device,fsdev=root,mount_tag={ROOT_SHARE_TAG}",
         ]  # fmt: skip
     return command
 

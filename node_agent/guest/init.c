@@ -1,8 +1,10 @@
 /* init.c — what the agent does as PID 1 before and after serving the host: devtmpfs and
- * the console, proc/sys, the kernel modules the initramfs lists, the root switch onto an overlay of the read-only image disk
- * (corral.root) and the writable disk (corral.upper), the usual /dev, /run mounts,
- * loopback up, hostname, and at SHUTDOWN an orderly stop and power-off. Zombie reaping
- * is the event loop's (main.c): it waits for every child, spawned or orphaned. */
+ * the console, proc/sys, the kernel modules the initramfs lists, the root switch onto an
+ * overlay of the read-only image disk (corral.root) and the writable disk (corral.upper)
+ * or, for corral.root=9p:TAG, straight onto the host directory QEMU shares under TAG
+ * (read-write, no overlay: a bind root), the usual /dev, /run mounts, loopback up,
+ * hostname, and at SHUTDOWN an orderly stop and power-off. Zombie reaping is the event
+ * loop's (main.c): it waits for every child, spawned or orphaned. */
 #include "init.h"
 
 #include <errno.h>
@@ -28,6 +30,10 @@
 #define RW "/mnt/rw"
 #define RW_FROM_OLD_ROOT "mnt/rw" /* relative to old_root, reachable after the switch */
 #define DISK_WAIT_MS 5000
+#define ROOT_9P "9p:"
+/* cache=mmap: reads and writes go to the host (so changes made there are seen at once)
+ * while shared writable mappings still work; 256 KiB messages for bulk I/O. */
+#define OPTS_9P "trans=virtio,version=9p2000.L,msize=262144,cache=mmap"
 #define TERM_GRACE_MS 2000
 #define KILL_WAIT_MS 1000
 
@@ -106,26 +112,30 @@ static void read_cmdline(struct boot_params *bp)
 	}
 }
 
-/* Mounts an ext4 disk, waiting a little for its device node to appear. */
-static void mount_disk(const char *dev, const char *dst, unsigned long flags, const char *opts)
+/* Mounts an ext4 disk or a 9p share, waiting a little for its device to appear (a 9p
+ * tag no virtio channel carries yet is ENOENT too). */
+static void mount_device(const char *dev, const char *dst, const char *type, unsigned long flags,
+			 const char *opts)
 {
 	for (int waited = 0;; waited += 10) {
-		if (mount_at(dev, dst, "ext4", flags, opts) == 0)
+		if (mount_at(dev, dst, type, flags, opts) == 0)
 			return;
+		if (errno == ENODEV)
+			die("cannot mount %s on %s: this kernel has no %s file system", dev, dst, type);
 		if ((errno != ENOENT && errno != ENXIO) || waited >= DISK_WAIT_MS)
 			die("cannot mount %s on %s: %s", dev, dst, strerror(errno));
 		sleep_ms(10);
 	}
 }
 
-/* Like switch_root: move the API filesystems and the new root over /, chroot into it. */
-static void switch_root(const struct boot_params *bp)
+/* The overlay root: the read-only image disk under the sandbox's writable disk. */
+static void mount_overlay_root(const struct boot_params *bp)
 {
-	mount_disk(bp->root, LOWER, MS_RDONLY, NULL);
+	mount_device(bp->root, LOWER, "ext4", MS_RDONLY, NULL);
 	/* The upper disk is scratch, a fresh copy at every launch: no cache flushes (each one
 	 * a host fdatasync; the one at mount alone stalls the boot 2-3 ms under TCG). */
 	if (bp->upper[0])
-		mount_disk(bp->upper, RW, MS_NOATIME, "nobarrier");
+		mount_device(bp->upper, RW, "ext4", MS_NOATIME, "nobarrier");
 	else if (mount_at("tmpfs", RW, "tmpfs", 0, "mode=0755") < 0)
 		die("cannot mount tmpfs on " RW ": %s", strerror(errno));
 	mkdir(RW "/upper", 0755);
@@ -133,8 +143,16 @@ static void switch_root(const struct boot_params *bp)
 	if (mount_at("overlay", NEW_ROOT, "overlay", 0,
 		     "lowerdir=" LOWER ",upperdir=" RW "/upper,workdir=" RW "/work") < 0)
 		die("cannot mount the overlay root: %s", strerror(errno));
-
 	old_root = open("/", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+/* Like switch_root: move the API filesystems and the new root over /, chroot into it. */
+static void switch_root(const struct boot_params *bp)
+{
+	if (!strncmp(bp->root, ROOT_9P, strlen(ROOT_9P)))
+		mount_device(bp->root + strlen(ROOT_9P), NEW_ROOT, "9p", 0, OPTS_9P);
+	else
+		mount_overlay_root(bp);
 	static const char *const api[] = {"/dev", "/proc", "/sys"};
 	for (size_t i = 0; i < sizeof api / sizeof api[0]; i++) {
 		char dst[64];

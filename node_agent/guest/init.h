@@ -7,7 +7,8 @@
  * /proc and /sys, loads the listed kernel modules (what finding the channel's port and
  * mounting the disks need). */
 void init_early(void);
-/* The root switch (corral.root/corral.upper), the other mounts, loopback, hostname. */
+/* The root switch (corral.root/corral.upper, or corral.root=9p:TAG for a host directory),
+ * the other mounts, loopback, hostname. */
 void init_system(void);
 /* SHUTDOWN: terminate every process, sync, make the filesystems read-only, power off. */
 _Noreturn void init_shutdown(void);
