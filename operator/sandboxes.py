@@ -42,8 +42,10 @@ from corral.operator.nodes import list_nodes
 from corral.operator.placement import (
     NodeRecord,
     Placed,
+    Usage,
     allocations,
     plan,
+    request,
 )
 from corral.operator.settings import OperatorSettings
 
@@ -196,8 +198,6 @@ class SandboxHandler:
         async with self._lock:
             nodes = await self._nodes() if needs_nodes(sandbox) else []
             step = decide(sandbox, nodes, datetime.now(UTC))
-            if step.label is not None:
-                self._nodes_cache = (float("-inf"), [])
             try:
                 await self._write(sandbox, step)
             except k8s.ApiException as exc:
@@ -205,12 +205,21 @@ class SandboxHandler:
                     raise
                 logger.info("the sandbox changed meanwhile; deciding again on the next tick")
                 return
+            if step.label is not None:
+                self._count_placement(step.label, request(sandbox))
         for event in step.events:
             kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
+    def _count_placement(self, node: str, need: Usage) -> None:
+        """Add a placement just written to the listed allocations, so the next decision
+        counts it without listing every placed sandbox again."""
+        listed_at, nodes = self._nodes_cache
+        counted = [replace(n, allocated=n.allocated + need) if n.name == node else n for n in nodes]
+        self._nodes_cache = (listed_at, counted)
+
     async def _nodes(self) -> list[NodeRecord]:
-        """The nodes with their allocations; one listing serves liveness checks for a
-        moment, and a placement drops it so the next one counts what it took."""
+        """The nodes with their allocations: one listing serves decisions for a moment
+        (placements made meanwhile are counted in it, under the decision lock)."""
         loop = asyncio.get_running_loop()
         listed_at, nodes = self._nodes_cache
         if loop.time() - listed_at < NODES_FRESH:
