@@ -116,7 +116,7 @@ class SandboxSettings:
         """With credentials or a progress callback, pull the image here, before the
         launch; the launch then boots the now-local image (policy Never), so its
         supervisor process needs no credentials and reports no progress."""
-        local = config.image == "default" or config.image.startswith(("/", "."))
+        local = config.image == "default" or config.image.startswith(("/", ".", "bind:"))
         if local or (self._pull_auth is None and self._pull_progress is None):
             return config
         await pull(

@@ -29,6 +29,12 @@ from corral.api._meta import (
 MIN_DISK_MIB = 64
 MAX_DISK_MIB = 1024 * 1024
 _PATH = r"^/"
+_IMAGE = r"^[^/.\s]\S*$"
+"""A reference: no leading '/' or '.', which the embedded runtime reads as a host path."""
+_NOT_A_HOST_PATH = Rule(
+    "!self.startsWith('bind:')",
+    "must be an image reference, not a directory of the node (bind:)",
+)
 
 
 class LocalObjectReference(ApiModel):
@@ -86,9 +92,15 @@ class SandboxSpec(ApiModel):
     model_config = ConfigDict(json_schema_extra=validations(_ONE_MOUNT_PER_VOLUME))
 
     image: str = Field(
-        min_length=1, max_length=1024, pattern=r"^\S+$", json_schema_extra=immutable()
+        min_length=1,
+        max_length=1024,
+        pattern=_IMAGE,
+        json_schema_extra={**immutable(), **validations(_NOT_A_HOST_PATH)},
     )
-    """The OCI image reference (`registry/repo:tag` or `…@sha256:…`) the root disk is built from."""
+    """The OCI image reference (`registry/repo:tag` or `…@sha256:…`) the root disk is built from,
+    or `default` (the node's built-in image). Never a path on the node: the embedded
+    runtime's local sources (`/dir`, `./dir`, `bind:/dir`) would hand a tenant the node's
+    files, so the schema refuses them."""
     image_pull_policy: Literal["Always", "IfMissing", "Never"] = "IfMissing"
     """When the node pulls the image: on every boot, only when not cached, or never."""
     image_pull_secrets: list[LocalObjectReference] = Field(

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from corral import CorralError, RegistryAuth
+from corral import CorralError, InvalidConfig, RegistryAuth
 from corral import Sandbox as Handle
 from corral import remove as remove_sandbox
 from corral._paths import Paths
@@ -21,6 +21,8 @@ from corral.api import Sandbox
 from corral.node_agent.daemon.lifecycle import Observed
 
 PREFIX = "k-"
+HOST_SOURCES = ("/", ".", "bind:")
+"""How the embedded runtime spells sources on the host: refused for cluster sandboxes."""
 STOP_TIMEOUT = 10.0
 
 
@@ -76,6 +78,11 @@ class LocalRuntime:
     ) -> None:
         """Boot the resource's VM; raises the SDK's ImageError, BootError or InvalidConfig."""
         spec = sandbox.spec
+        if spec.image.startswith(HOST_SOURCES):
+            # The CRD refuses these too; a node never trusts that alone.
+            raise InvalidConfig(
+                "spec.image", spec.image, "a cluster sandbox boots an image, never a node's path"
+            )
         builder = (
             Handle.builder(local_name(sandbox.metadata.uid))
             .image(spec.image)

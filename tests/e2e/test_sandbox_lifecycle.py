@@ -167,6 +167,9 @@ def test_invalid_and_immutable_changes_are_refused(cluster: Cluster) -> None:
     refused = cluster.kubectl.apply(manifest("bad-spec", resources={"memoryMiB": 1}), check=False)
     assert refused.returncode != 0
     assert "spec.resources.memoryMiB" in refused.stderr
+    for path in ("/", "./etc", "bind:/"):  # the node's own files: never a tenant's root
+        host = cluster.kubectl.apply(manifest("host-path", image=path), check=False)
+        assert host.returncode != 0 and "spec.image" in host.stderr, path
     cluster.kubectl.apply(manifest("fixed"))
     cluster.wait_ready("fixed")
     changed = cluster.kubectl.apply(manifest("fixed", image="other"), check=False)
