@@ -120,6 +120,13 @@ def decide(sandbox: Sandbox, local: Observed | None, history: History, now: date
         )
     wake = (deadline - now).total_seconds() if deadline is not None else None
     if local is None:
+        booted = sandbox.status.boot_id
+        if booted and sandbox.spec.restart_policy == "Never":
+            # It ran here and its VM is gone (the node restarted, or someone removed it):
+            # with Never that ends the run; the other policies boot it again below.
+            message = f"the VM of boot {booted} is gone from the node"
+            observation = _ended(None, "Failed", "VMLost", message)
+            return _finish(sandbox, observation, None, now, Event("Warning", "VMLost", message))
         return _boot_or_wait(sandbox, history, now, wake)
     if local.status == "running":
         return _running(sandbox, local, history, now, wake)

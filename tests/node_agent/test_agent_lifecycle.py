@@ -183,3 +183,14 @@ def test_a_deleted_sandbox_is_released() -> None:
         update={"metadata": resource.metadata.model_copy(update={"deletion_timestamp": NOW})}
     )
     assert decide(deleting, RUNNING, History(), NOW).action is Action.RELEASE
+
+
+def test_a_vanished_vm_fails_a_never_run_and_boots_again_otherwise() -> None:
+    ran = {"phase": "Running", "nodeName": "n1", "bootID": "b00t"}
+    gone = decide(sandbox(ran), None, History(), NOW)
+    assert gone.action is Action.NOTHING
+    assert gone.status is not None and gone.status["phase"] == "Failed"
+    assert conditions(gone.status)["Ready"] == ("False", "VMLost")
+    assert [e.reason for e in gone.events] == ["VMLost"]
+    again = decide(sandbox(ran, restartPolicy="Always"), None, History(), NOW)
+    assert again.action is Action.BOOT
