@@ -170,9 +170,7 @@ class Reconciler:
             await asyncio.sleep(self._poll_interval)
             vms = await asyncio.to_thread(self._runtime.observe)
             changed = [
-                uid
-                for uid in set(vms) | set(self._vms)
-                if (vms.get(uid) or None) != (self._vms.get(uid) or None)
+                uid for uid in set(vms) | set(self._vms) if vms.get(uid) != self._vms.get(uid)
             ]
             self._vms = vms
             self._mark(*changed)
@@ -223,6 +221,9 @@ class Reconciler:
                 await self._runtime.stop(uid)
                 self._refresh(uid)
             self._history.pop(uid, None)
+            timer = self._timers.pop(uid, None)
+            if timer is not None:
+                timer.cancel()
             return
         history = self._history.get(uid, History())
         now = datetime.now(UTC)
