@@ -26,12 +26,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from corral._errors import ImageError
-from corral.node_agent.images.manifest import ImageConfig
-from corral.node_agent.images.reference import parse
-from corral.node_agent.images.store import Image, ImageStore
-from corral.node_agent.images.unpack import UnpackLimits
+
+if TYPE_CHECKING:
+    from corral.node_agent.images.manifest import ImageConfig
+    from corral.node_agent.images.store import Image
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -166,6 +167,11 @@ def _check_ext4(disk: Path, reference: str) -> None:
 
 
 def _pull(reference: str, images: Path, policy: str) -> Image:
+    # The image store loads here, for OCI references only: the launch of a default or
+    # local image starts QEMU without paying for it.
+    from corral.node_agent.images.reference import parse
+    from corral.node_agent.images.store import ImageStore
+
     store = ImageStore(images)
     if policy != "Always":
         local = store.lookup(parse(reference))
@@ -272,6 +278,9 @@ def base_disk(source: ImageSource, cache: Path) -> Path:
                 tree = Path(scratch) / "tree"
                 _extract(source.path, tree)
             elif source.image is not None:
+                from corral.node_agent.images.store import ImageStore
+                from corral.node_agent.images.unpack import UnpackLimits
+
                 tree = Path(scratch) / "tree"
                 tree.mkdir()
                 ImageStore(source.path).unpack(source.image, tree, UnpackLimits())
