@@ -215,9 +215,14 @@ DISK_FORMAT = 2
 
 
 def source_key(source: ImageSource) -> str:
-    """A content key: the image's manifest digest, the tarball's sha256, or a digest of a
-    directory's metadata walk."""
+    """A content key: the image's manifest digest, the tarball's sha256, the default image's
+    content-addressed path, or a digest of a directory's metadata walk."""
     digest = hashlib.sha256(f"{DISK_FORMAT}:{source.kind}".encode())
+    if source.reference == "default":
+        # Provisioning names the default image's directory by its content, so the path is
+        # its key: no walk of the tree at every launch.
+        digest.update(str(source.path).encode())
+        return digest.hexdigest()
     if source.image is not None:
         digest.update(source.image.digest.encode())
         return digest.hexdigest()
