@@ -61,14 +61,7 @@ def docker_secret(name: str, registry: str) -> dict[str, Any]:
 def test_pull_secret_lets_the_node_pull_a_private_image(cluster: Cluster, private: str) -> None:
     registry = private.split("/", 1)[0]
     cluster.kubectl.apply(sandbox("no-login", private, []))
-    failed = until(
-        lambda: (
-            (o := cluster.sandbox("no-login"))
-            and condition_or_none(o, "ImageReady", "ImagePullFailed")
-            and o
-        ),
-        what="ImagePullFailed",
-    )
+    failed = pull_failed(cluster, "no-login")
     assert failed["status"]["phase"] == "Pending"
     assert "login" in condition(failed, "ImageReady")["message"]
 
@@ -85,21 +78,22 @@ def test_pull_secret_lets_the_node_pull_a_private_image(cluster: Cluster, privat
 
 def test_a_missing_or_wrong_secret_is_named(cluster: Cluster, private: str) -> None:
     cluster.kubectl.apply(sandbox("nosecret", private, ["does-not-exist"]))
-    obj = until(
-        lambda: (
-            (o := cluster.sandbox("nosecret"))
-            and condition_or_none(o, "ImageReady", "ImagePullFailed")
-            and o
-        ),
-        what="ImagePullFailed",
-    )
+    obj = pull_failed(cluster, "nosecret")
     assert "imagePullSecret default/does-not-exist" in condition(obj, "ImageReady")["message"]
     cluster.kubectl("delete", "sbx", "nosecret", "--timeout=60s")
 
 
-def condition_or_none(obj: dict[str, Any], type_: str, reason: str) -> bool:
-    conditions = obj.get("status", {}).get("conditions", [])
-    return any(c["type"] == type_ and c["reason"] == reason for c in conditions)
+def pull_failed(cluster: Cluster, name: str) -> dict[str, Any]:
+    """The sandbox once its ImageReady condition says ImagePullFailed."""
+
+    def failed() -> dict[str, Any] | None:
+        obj = cluster.sandbox(name)
+        conditions = obj.get("status", {}).get("conditions", [])
+        reasons = {c["reason"] for c in conditions if c["type"] == "ImageReady"}
+        return obj if "ImagePullFailed" in reasons else None
+
+    result: dict[str, Any] = until(failed, what=f"{name} ImagePullFailed")
+    return result
 
 
 def _has(path: Path, secret: str) -> bool:
