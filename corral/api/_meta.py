@@ -58,6 +58,12 @@ def set_once() -> dict[str, Any]:
     return {TRANSITION_KEY: "set-once"}
 
 
+def map_list(*keys: str) -> dict[str, Any]:
+    """Field marker: a list of objects keyed by `keys`, merged by key (server-side apply,
+    strategic merge) rather than replaced whole."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": list(keys)}
+
+
 @dataclass(frozen=True)
 class Rule:
     """One `x-kubernetes-validations` entry: a CEL expression and the message when false."""
@@ -138,6 +144,11 @@ class Condition(ApiModel):
     """The `metadata.generation` the condition was computed from."""
     last_transition_time: Time
     """When the status last changed (not when it was last checked)."""
+
+
+def conditions_field() -> Any:
+    """The `status.conditions` field every resource has: at most 16, one per type."""
+    return Field(default_factory=list, max_length=16, json_schema_extra=map_list("type"))
 
 
 class ObjectMeta(ApiModel):

@@ -13,7 +13,15 @@ from typing import Annotated, ClassVar, Literal
 
 from pydantic import ConfigDict, Field
 
-from corral.api._meta import ApiModel, Condition, PrinterColumn, Resource, Rule, validations
+from corral.api._meta import (
+    ApiModel,
+    Condition,
+    PrinterColumn,
+    Resource,
+    Rule,
+    conditions_field,
+    validations,
+)
 
 _IPV4_CIDR = r"([0-9]{1,3}\.){3}[0-9]{1,3}/([0-9]|[12][0-9]|3[0-2])"
 _IPV6_CIDR = r"[0-9a-fA-F:]*:[0-9a-fA-F:.]*/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8])"
@@ -64,14 +72,7 @@ class NetworkPolicySpec(ApiModel):
 class NetworkPolicyStatus(ApiModel):
     """What the operator observed about the policy."""
 
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        max_length=16,
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-    )
+    conditions: list[Condition] = conditions_field()
     """Observations by Kubernetes conventions."""
 
 

@@ -21,7 +21,9 @@ from corral.api._meta import (
     Resource,
     Rule,
     Time,
+    conditions_field,
     immutable,
+    map_list,
     set_once,
     validations,
 )
@@ -106,10 +108,7 @@ class SandboxSpec(ApiModel):
     image_pull_secrets: list[LocalObjectReference] = Field(
         default_factory=list,
         max_length=16,
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["name"],
-        },
+        json_schema_extra=map_list("name"),
     )
     """Secrets (type kubernetes.io/dockerconfigjson) holding registry credentials."""
     resources: Resources = Field(default=Resources(), json_schema_extra=immutable())
@@ -121,11 +120,7 @@ class SandboxSpec(ApiModel):
     env: list[EnvVar] = Field(
         default_factory=list,
         max_length=256,
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["name"],
-            **immutable(),
-        },
+        json_schema_extra={**map_list("name"), **immutable()},
     )
     """Environment of the main process, added to the image's."""
     working_dir: str | None = Field(
@@ -149,11 +144,7 @@ class SandboxSpec(ApiModel):
     volumes: list[VolumeMount] = Field(
         default_factory=list,
         max_length=16,
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["mountPath"],
-            **immutable(),
-        },
+        json_schema_extra={**map_list("mountPath"), **immutable()},
     )
     """Volumes to mount. Not supported yet: the sandbox gets an `Unsupported` condition."""
     network_policy_name: str | None = Field(default=None, min_length=1, max_length=253)
@@ -167,14 +158,7 @@ class SandboxStatus(ApiModel):
     phase: Literal["Pending", "Running", "Succeeded", "Failed", "Unknown"] | None = None
     """Pending until booted, Running, Succeeded or Failed once stopped, Unknown when the node
     is lost."""
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        max_length=16,
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-    )
+    conditions: list[Condition] = conditions_field()
     """Scheduled, ImageReady, Booted, Ready and Unsupported, by Kubernetes conventions."""
     node_name: str | None = Field(
         default=None, min_length=1, max_length=253, json_schema_extra=set_once()

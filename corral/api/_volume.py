@@ -18,6 +18,7 @@ from corral.api._meta import (
     PrinterColumn,
     Resource,
     Rule,
+    conditions_field,
     immutable,
     set_once,
     validations,
@@ -59,14 +60,7 @@ class VolumeStatus(ApiModel):
 
     phase: Literal["Pending", "Available", "InUse", "Failed"] | None = None
     """Pending until created on a node, then Available or InUse; Failed when it cannot be."""
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        max_length=16,
-        json_schema_extra={
-            "x-kubernetes-list-type": "map",
-            "x-kubernetes-list-map-keys": ["type"],
-        },
-    )
+    conditions: list[Condition] = conditions_field()
     """Observations by Kubernetes conventions."""
     node_name: str | None = Field(
         default=None, min_length=1, max_length=253, json_schema_extra=set_once()
