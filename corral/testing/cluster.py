@@ -13,7 +13,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Any
 from corral._state import StateStore
 from corral.api import SYSTEM_NAMESPACE
 from corral.api.crd import crds
+from corral.testing import polling
 from corral.testing.home import private_home
 from corral.testing.kubeapi import KubeAPIServer, Settings, User, write_kubeconfig
 from corral.testing.kubectl import Kubectl
@@ -34,13 +34,8 @@ NODE_GRACE = 4.0
 
 
 def until(predicate: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
-    """Poll `predicate` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not met within {timeout:g}s")
+    """`polling.until` with a default long enough for VMs to boot under TCG."""
+    return polling.until(predicate, timeout, what)
 
 
 @dataclass

@@ -8,7 +8,7 @@ import copy
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -24,6 +24,7 @@ from corral.api import NODE_AGENT_FINALIZER
 from corral.operator.main import FINALIZER, operate, parse_args
 from corral.operator.settings import OperatorSettings
 from corral.testing.kubeapi import KubeAPIServer
+from corral.testing.polling import until
 
 REPO = Path(__file__).resolve().parents[2]
 NAMESPACE = "corral-system"
@@ -38,15 +39,6 @@ _KNOWN = (
     # stream is closed right after the headers arrive.
     "Exception in callback stream.<locals>.request_cancel_callback",
 )
-
-
-def until(predicate: Callable[[], Any], timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def lease(name: str, cpus: int, memory: int, renewed: datetime | None = None) -> dict[str, Any]:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import kubernetes
@@ -13,19 +12,11 @@ import pytest
 
 from corral.testing.kubeapi import ADMIN_TOKEN, KubeAPIServer
 from corral.testing.kubeapi.tls import certificate
+from corral.testing.polling import until
 
 from . import operator_app
 from .kopf_log import LogCollector
 from .manifests import GROUP, PLURAL, VERSION, widget
-
-
-def _until(predicate: Callable[[], Any], timeout: float = 15) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture
@@ -65,13 +56,13 @@ def test_operator_create_update_delete_without_errors(
         obj = widgets.get_namespaced_custom_object(*args, "w1")
         return obj if obj.get("status", {}).get("phase") == "Ready" else None
 
-    obj = _until(ready)
+    obj = until(ready)
     assert operator_app.FINALIZER in obj["metadata"]["finalizers"]
     assert obj["status"]["created"] == {"size": 2}
     assert journal.created == ["w1"]
 
     widgets.patch_namespaced_custom_object(*args, "w1", {"spec": {"size": 3}})
-    _until(
+    until(
         lambda: widgets.get_namespaced_custom_object(*args, "w1")["status"].get("observedSize") == 3
     )
 
@@ -84,8 +75,8 @@ def test_operator_create_update_delete_without_errors(
             return exc.status == 404
         return False
 
-    _until(gone)
+    until(gone)
     assert journal.deleted == ["w1"]
     assert log.problems() == []
     assert kubeapi.log.writes()["widgets/status"] >= 2
-    _until(lambda: kubeapi.log.writes()["events"] >= 1)  # kopf posts k8s events in batches
+    until(lambda: kubeapi.log.writes()["events"] >= 1)  # kopf posts k8s events in batches
