@@ -10,13 +10,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from corral import CorralError, InvalidConfig, RegistryAuth
 from corral import Sandbox as Handle
 from corral import remove as remove_sandbox
 from corral._paths import Paths
-from corral._state import SandboxRecord
+from corral._state import SandboxRecord, StateStore
 from corral.api import Sandbox
 from corral.node_agent.daemon.lifecycle import Observed
 
@@ -51,10 +52,15 @@ class LocalRuntime:
     def __init__(self, paths: Paths) -> None:
         self._paths = paths
 
+    @cached_property
+    def _store(self) -> StateStore:
+        """Read at every poll: opened (and its schema checked) once, on first use."""
+        return StateStore(self._paths.state_db)
+
     def observe(self) -> dict[str, LocalVM]:
         """Every VM the node agent made, by resource UID, from one read of the state store."""
         found = {}
-        for record in Handle.list():
+        for record in self._store.list():
             uid = resource_uid(record.name)
             if uid is not None:
                 found[uid] = self._vm(record)
