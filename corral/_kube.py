@@ -7,9 +7,14 @@ pod's service account — the same choice for both components, so they authentic
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from kubernetes_asyncio import client as k8s
 from kubernetes_asyncio import config as k8s_config
+
+MERGE_PATCH: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
+"""Keyword arguments that make a kubernetes_asyncio patch a JSON merge patch: without
+`_content_type` it sends a dict as a JSON Patch (its stubs omit the keyword, hence a dict)."""
 
 
 async def client_configuration(kubeconfig: Path | None) -> k8s.Configuration:

@@ -27,6 +27,7 @@ import kopf
 from kubernetes_asyncio import client as k8s
 from pydantic import ValidationError
 
+from corral._kube import MERGE_PATCH
 from corral.api import (
     GROUP,
     NODE_AGENT_FINALIZER,
@@ -59,12 +60,7 @@ NODES_FRESH = 1.0
 UNSUPPORTED = "Unsupported"
 MANAGER = "corral-operator"
 """The field manager of the operator's writes."""
-# Merge patches: without `_content_type` the client sends a dict as a JSON Patch (its
-# stubs omit that runtime keyword, hence the dict).
-_PATCH: dict[str, Any] = {
-    "field_manager": MANAGER,
-    "_content_type": "application/merge-patch+json",
-}
+_PATCH: dict[str, Any] = {**MERGE_PATCH, "field_manager": MANAGER}
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from kubernetes_asyncio import watch
 from pydantic import ValidationError
 
 from corral import BootError, CorralError, ImageError, InvalidConfig
+from corral._kube import MERGE_PATCH
 from corral.api import GROUP, NODE_AGENT_FINALIZER, NODE_LABEL, VERSION, Event, Sandbox
 from corral.node_agent.daemon.directory import LocalSandbox
 from corral.node_agent.daemon.lifecycle import (
@@ -42,7 +43,6 @@ from corral.node_agent.daemon.runtime import LocalRuntime, LocalVM
 logger = logging.getLogger(__name__)
 PLURAL = "sandboxes"
 COMPONENT = "corral-node-agent"
-_MERGE: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
 _API_ERRORS = (k8s.ApiException, aiohttp.ClientError, OSError, TimeoutError)
 WATCH_SECONDS = 300
 """How long one watch request lasts before it is renewed from its resourceVersion."""
@@ -302,7 +302,7 @@ class Reconciler:
             }
         }
         updated = await self._objects.patch_namespaced_custom_object(
-            GROUP, VERSION, meta.namespace, PLURAL, meta.name, body, **_MERGE
+            GROUP, VERSION, meta.namespace, PLURAL, meta.name, body, **MERGE_PATCH
         )
         return self._remember(updated) or resource
 
@@ -318,7 +318,7 @@ class Reconciler:
         }
         try:
             updated = await self._objects.patch_namespaced_custom_object(
-                GROUP, VERSION, meta.namespace, PLURAL, meta.name, body, **_MERGE
+                GROUP, VERSION, meta.namespace, PLURAL, meta.name, body, **MERGE_PATCH
             )
         except k8s.ApiException as exc:
             if exc.status != 404:
@@ -335,7 +335,7 @@ class Reconciler:
             }
             try:
                 updated = await self._objects.patch_namespaced_custom_object_status(
-                    GROUP, VERSION, meta.namespace, PLURAL, meta.name, body, **_MERGE
+                    GROUP, VERSION, meta.namespace, PLURAL, meta.name, body, **MERGE_PATCH
                 )
             except k8s.ApiException as exc:
                 if exc.status not in (404, 409):

@@ -19,6 +19,7 @@ from typing import Any
 
 from kubernetes_asyncio import client as k8s
 
+from corral._kube import MERGE_PATCH
 from corral.api import (
     ACCELERATOR_ANNOTATION,
     AGENT_LABEL,
@@ -32,7 +33,6 @@ from corral.api import (
 logger = logging.getLogger(__name__)
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 """Every node carries its name as the kubelet labels Nodes, so a nodeSelector can pin one."""
-_MERGE: dict[str, Any] = {"_content_type": "application/merge-patch+json"}
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class Heartbeat:
         body = {"spec": {"renewTime": micro_time(datetime.now(UTC))}}
         try:
             await self._leases.patch_namespaced_lease(
-                self._registration.node, self._namespace, body, **_MERGE
+                self._registration.node, self._namespace, body, **MERGE_PATCH
             )
         except k8s.ApiException as exc:
             if exc.status != 404:
