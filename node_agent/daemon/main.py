@@ -26,7 +26,7 @@ from corral._paths import Paths
 from corral.api import SYSTEM_NAMESPACE
 from corral.node_agent import cgroups
 from corral.node_agent.accel import choose, probe_host
-from corral.node_agent.assets import host_tsc_khz
+from corral.node_agent.assets import Assets, host_tsc_khz
 from corral.node_agent.daemon.certs import server_context, serving_certificate
 from corral.node_agent.daemon.metrics import sandbox_registry, start_metrics
 from corral.node_agent.daemon.reconciler import Reconciler
@@ -69,7 +69,7 @@ def host_memory_mib(reserve_mib: int = 1024) -> int:
     return 0
 
 
-async def run_agent(settings: AgentSettings, ready: asyncio.Event | None = None) -> None:
+async def run_agent(settings: AgentSettings) -> None:
     """Run the node agent until cancelled."""
     configuration = await client_configuration(settings.kubeconfig)
     # What the runtime's launches read (node_agent/launch.py): the measured TSC wins over
@@ -96,7 +96,8 @@ async def run_agent(settings: AgentSettings, ready: asyncio.Event | None = None)
             node=settings.node,
             cpus=settings.cpus or os.cpu_count() or 1,
             memory_mib=settings.memory_mib or host_memory_mib(),
-            accelerator=choose("auto", probe_host(), kernel_pvm=False).accel,
+            # The choice every launch here makes: the same probe and the same kernel.
+            accelerator=choose("auto", probe_host(), Assets.load(paths.assets).kernel_pvm).accel,
             version=version("corral"),
             endpoint=f"https://{_url_host(settings.advertise_host)}:{port}",
             ca_pem=cert.read_text(),
@@ -115,8 +116,6 @@ async def run_agent(settings: AgentSettings, ready: asyncio.Event | None = None)
                 port,
                 metrics_port,
             )
-            if ready is not None:
-                ready.set()
             await asyncio.gather(work, heartbeat.run(settings.renew_interval))
         finally:
             await server.stop()
