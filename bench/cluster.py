@@ -16,7 +16,7 @@ import yaml
 
 from bench.common import bench_home, emit
 from corral import Sandbox
-from corral.testing.cluster import Cluster, run_cluster, until
+from corral.testing.cluster import Cluster, run_cluster, sandbox_manifest, until
 
 SANDBOXES = int(os.environ.get("CORRAL_BENCH_SANDBOXES", "100"))
 PARALLEL_BOOTS = 4
@@ -27,12 +27,7 @@ MEMORY_MIB = 64
 
 
 def manifest(name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": "corral.dev/v1alpha1",
-        "kind": "Sandbox",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"image": "default", "resources": {"cpus": 1, "memoryMiB": MEMORY_MIB}},
-    }
+    return sandbox_manifest(name, resources={"cpus": 1, "memoryMiB": MEMORY_MIB})
 
 
 def writes_per_lifecycle(cluster: Cluster) -> dict[str, int]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from corral._state import StateStore
-from corral.api import SYSTEM_NAMESPACE
+from corral.api import GROUP, SYSTEM_NAMESPACE, VERSION
 from corral.api.crd import crds
 from corral.testing import polling
 from corral.testing.home import private_home
@@ -31,6 +31,16 @@ VIEWER_TOKEN = "corral-test-viewer"
 """A user the server knows (and grants nothing by itself): tests give it roles."""
 NODE_GRACE = 4.0
 """Seconds the operator lets a node go unrenewed before its sandboxes are lost."""
+
+
+def sandbox_manifest(name: str, **spec: Any) -> dict[str, Any]:
+    """A Sandbox in namespace `default` of the default image, with `spec` laid over it."""
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Sandbox",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"image": "default", **spec},
+    }
 
 
 def until(predicate: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:

@@ -16,7 +16,7 @@ import pytest
 from corral import Forbidden
 from corral._cluster import ClusterClient, pinned_context
 from corral.api import CA_ANNOTATION, ENDPOINT_ANNOTATION, SYSTEM_NAMESPACE
-from corral.testing.cluster import BIN, VIEWER_TOKEN, Cluster
+from corral.testing.cluster import BIN, VIEWER_TOKEN, Cluster, sandbox_manifest
 from corral.testing.kubeapi import write_kubeconfig
 
 pytestmark = pytest.mark.vm
@@ -26,18 +26,8 @@ RBAC = f"{RBAC_GROUP}/v1"
 
 @pytest.fixture(scope="module")
 def running(cluster: Cluster) -> Iterator[dict[str, Any]]:
-    cluster.kubectl.apply(
-        {
-            "apiVersion": "corral.dev/v1alpha1",
-            "kind": "Sandbox",
-            "metadata": {"name": "shell", "namespace": "default"},
-            "spec": {
-                "image": "default",
-                "env": [{"name": "GREETING", "value": "hello from the cluster"}],
-                "resources": {"memoryMiB": 128},
-            },
-        }
-    )
+    greeting = [{"name": "GREETING", "value": "hello from the cluster"}]
+    cluster.kubectl.apply(sandbox_manifest("shell", env=greeting, resources={"memoryMiB": 128}))
     yield cluster.wait_ready("shell")
     cluster.kubectl("delete", "sbx", "shell", "--timeout=60s")
 

@@ -15,7 +15,7 @@ from conftest import condition
 from images.oci_layout import Layout, busybox_layer
 from images.registry import PASSWORD, USER, run_registry
 
-from corral.testing.cluster import Cluster, until
+from corral.testing.cluster import Cluster, sandbox_manifest, until
 
 pytestmark = pytest.mark.vm
 
@@ -33,17 +33,13 @@ def private(cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def sandbox(name: str, image: str, secrets: list[str]) -> dict[str, Any]:
-    return {
-        "apiVersion": "corral.dev/v1alpha1",
-        "kind": "Sandbox",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "image": image,
-            "imagePullSecrets": [{"name": s} for s in secrets],
-            "resources": {"memoryMiB": 128},
-            "restartPolicy": "OnFailure",
-        },
-    }
+    return sandbox_manifest(
+        name,
+        image=image,
+        imagePullSecrets=[{"name": s} for s in secrets],
+        resources={"memoryMiB": 128},
+        restartPolicy="OnFailure",
+    )
 
 
 def docker_secret(name: str, registry: str) -> dict[str, Any]:

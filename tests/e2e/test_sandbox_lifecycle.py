@@ -14,18 +14,13 @@ from conftest import condition
 
 from corral.api import NODE_AGENT_FINALIZER, NODE_LABEL
 from corral.node_agent.daemon.runtime import local_name
-from corral.testing.cluster import Cluster, until
+from corral.testing.cluster import Cluster, sandbox_manifest, until
 
 pytestmark = pytest.mark.vm
 
 
 def manifest(name: str, **spec: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "corral.dev/v1alpha1",
-        "kind": "Sandbox",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {"image": "default", "resources": {"cpus": 1, "memoryMiB": 128}, **spec},
-    }
+    return sandbox_manifest(name, **{"resources": {"cpus": 1, "memoryMiB": 128}, **spec})
 
 
 def test_apply_boots_on_one_node_and_delete_removes_the_vm(cluster: Cluster) -> None:
