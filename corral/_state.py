@@ -30,6 +30,7 @@ CREATE TABLE IF NOT EXISTS sandboxes (
     boot_id TEXT NOT NULL DEFAULT '',
     accel TEXT NOT NULL DEFAULT '',
     accel_reason TEXT NOT NULL DEFAULT '',
+    boot_mode TEXT NOT NULL DEFAULT '',
     supervisor_pid INTEGER NOT NULL DEFAULT 0,
     supervisor_start INTEGER NOT NULL DEFAULT 0,
     qemu_pid INTEGER NOT NULL DEFAULT 0,
@@ -52,6 +53,7 @@ COLUMNS = [
     "boot_id",
     "accel",
     "accel_reason",
+    "boot_mode",
     "supervisor_pid",
     "supervisor_start",
     "qemu_pid",
@@ -89,6 +91,7 @@ class SandboxRecord:
     boot_id: str
     accel: str
     accel_reason: str
+    boot_mode: str  # "cold", or "snapshot": restored from its shape's boot snapshot
     supervisor_pid: int
     supervisor_start: int
     qemu_pid: int
@@ -121,6 +124,7 @@ class SandboxRecord:
             "boot_id": self.boot_id,
             "accelerator": self.accel,
             "accelerator_reason": self.accel_reason,
+            "boot_mode": self.boot_mode,
             "supervisor_pid": self.supervisor_pid,
             "qemu_pid": self.qemu_pid,
             "created_at": self.created_at,

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,8 +25,10 @@ from corral._protocol import (
     decode_fields,
     encode_fields,
 )
+from corral._protocol.fields import Value
 
 READ_CHUNK = 1 << 20
+ENTROPY_BYTES = 64
 
 
 class GuestChannel:
@@ -52,10 +56,21 @@ class GuestChannel:
             accept, sock=self._listening, limit=READ_CHUNK
         )
 
-    async def handshake(self) -> Fields:
-        """Wait for QEMU to connect, greet the guest and return its HELLO fields."""
+    async def handshake(self, hostname: str = "") -> Fields:
+        """Wait for QEMU to connect, greet the guest and return its HELLO fields.
+
+        The greeting gives the guest its identity: the time, fresh entropy and, when
+        given, its hostname. A guest restored from a boot snapshot needs all three (its
+        clock, random state and name are the snapshot's); a cold boot gets the same."""
         self._reader, self._writer = await self._connected
-        self.send(Frame(FrameType.HELLO, 0, encode_fields([(1, PROTOCOL_VERSION)])))
+        greeting: list[tuple[int, Value]] = [
+            (1, PROTOCOL_VERSION),
+            (2, time.time_ns()),
+            (3, os.urandom(ENTROPY_BYTES)),
+        ]
+        if hostname:
+            greeting.append((4, hostname))
+        self.send(Frame(FrameType.HELLO, 0, encode_fields(greeting)))
         async for frame in self.frames():
             if frame.stream == 0 and frame.type is FrameType.HELLO:
                 hello = decode_fields(frame.payload)
@@ -69,9 +84,12 @@ class GuestChannel:
         raise ProtocolError("guest channel closed during the handshake")
 
     def send(self, frame: Frame) -> None:
+        """Queue a frame for the guest; header and payload are written apart, so a
+        1 MiB payload is not copied to be joined to its header."""
         if self._writer is None or self._writer.is_closing():
             return
-        self._writer.write(frame.encode())
+        self._writer.write(frame.header())
+        self._writer.write(frame.payload)
 
     async def frames(self) -> AsyncIterator[Frame]:
         assert self._reader is not None

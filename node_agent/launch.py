@@ -16,14 +16,14 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from corral._errors import BootError, CorralError
 from corral._paths import Paths
 from corral._state import SandboxRecord, StateStore, current_process_identity
-from corral.node_agent import accel, cgroups, rootfs
+from corral.node_agent import accel, cgroups, rootfs, snapshots
 from corral.node_agent.assets import CLOUD_KERNEL, Assets
 from corral.node_agent.vmm import ROOT_SHARE_TAG, Disk, QemuProcess, VmSpec
 
@@ -40,6 +40,8 @@ class Launched:
     qemu: QemuProcess
     channel: socket.socket
     defaults: rootfs.ImageDefaults
+    restored_from: snapshots.Snapshot | None = None
+    record_to: snapshots.Snapshot | None = None  # cold boot of a shape with no snapshot yet
 
     @property
     def config(self) -> dict[str, Any]:
@@ -70,7 +72,7 @@ def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
         raise BootError(str(exc)) from None
     policy = config.get("pull_policy", "IfMissing")  # records written before it existed
     source = rootfs.resolve(config["image"], assets.default_image, paths.images, policy)
-    disks, root_args = root_disks(source, assets, directory, paths.images, config["disk_mib"])
+    disks, root_args = root_disks(source, assets, directory, paths.images)
     channel_path = directory / "channel.sock"
     channel = listen_unix(channel_path)
     spec = VmSpec(
@@ -83,14 +85,14 @@ def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
         console_log=directory / "console.log",
         disks=disks,
         root_share=source.path if source.kind == "bind" else None,
-        kernel_args=[
-            *root_args,
-            f"corral.hostname={record.name}",
-            *assets.kernel_args,
-        ],
+        kernel_args=[*root_args, *assets.kernel_args],
         tsc_khz=guest_tsc_khz(assets.tsc_khz),
         acpi=assets.kernel_acpi,
+        qmp_socket=directory / "qmp.sock",
     )
+    restored_from, record_to = prepare_upper(spec, paths.images, config["disk_mib"])
+    if restored_from is not None:
+        spec = replace(spec, incoming=restored_from.state)
     qemu = QemuProcess(spec)
     qemu.start()
     store.update(
@@ -98,15 +100,17 @@ def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
         qemu_pid=qemu.pid,
         accel=choice.accel,
         accel_reason=choice.reason,
+        boot_mode="snapshot" if restored_from else "cold",
     )
-    return Launched(record, directory, qemu, channel, source.defaults)
+    return Launched(record, directory, qemu, channel, source.defaults, restored_from, record_to)
 
 
 def root_disks(
-    source: rootfs.ImageSource, assets: Assets, directory: Path, cache: Path, disk_mib: int
+    source: rootfs.ImageSource, assets: Assets, directory: Path, cache: Path
 ) -> tuple[list[Disk], list[str]]:
-    """The root's disks and kernel parameters: the shared base under a fresh upper, or,
-    for a bind root, none (the guest mounts the 9p share, which needs 9p in the kernel)."""
+    """The root's disks and kernel parameters: the shared base under an upper the launch
+    then creates (fresh, or its shape's snapshot's), or, for a bind root, none (the
+    guest mounts the 9p share, which needs 9p in the kernel)."""
     if source.kind == "bind":
         if assets.kernel_name == CLOUD_KERNEL:
             raise BootError(
@@ -115,10 +119,25 @@ def root_disks(
             )
         return [], [f"corral.root=9p:{ROOT_SHARE_TAG}"]
     base = rootfs.base_disk(source, cache)
-    upper = directory / "upper.ext4"
-    rootfs.upper_disk(upper, disk_mib, cache)
-    disks = [Disk(base, readonly=True), Disk(upper, readonly=False)]
+    disks = [Disk(base, readonly=True), Disk(directory / "upper.ext4", readonly=False)]
     return disks, ["corral.root=/dev/vda", "corral.upper=/dev/vdb"]
+
+
+def prepare_upper(
+    spec: VmSpec, cache: Path, disk_mib: int
+) -> tuple[snapshots.Snapshot | None, snapshots.Snapshot | None]:
+    """Create the upper disk: a copy of the one in its shape's boot snapshot, which the
+    launch then restores (first in the pair), else a fresh one, and the snapshot the
+    supervisor is to record after the handshake (second)."""
+    if not spec.disks:
+        return None, None
+    upper = spec.disks[1].path
+    snapshot = snapshots.find(cache, spec, disk_mib) if snapshots.enabled() else None
+    if snapshot is not None and snapshot.exists():
+        rootfs.copy_sparse(snapshot.upper, upper)
+        return snapshot, None
+    rootfs.upper_disk(upper, disk_mib, cache)
+    return None, snapshot
 
 
 def guest_tsc_khz(recorded: int) -> int:

@@ -386,8 +386,14 @@ def upper_disk(path: Path, size_mib: int, cache: Path) -> None:
                 partial = template.with_suffix(".partial")
                 make_ext4(partial, None, label="corral-upper", size_mib=size_mib)
                 partial.rename(template)
+    copy_sparse(template, path)
+
+
+def copy_sparse(source: Path, target: Path) -> None:
+    """Copy a disk image keeping its holes (and sharing its blocks where the filesystem
+    can): a 2 GiB upper disk holds a few MiB."""
     subprocess.run(
-        ["cp", "--sparse=always", "--reflink=auto", str(template), str(path)], check=True
+        ["cp", "--sparse=always", "--reflink=auto", str(source), str(target)], check=True
     )
 
 

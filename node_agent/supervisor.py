@@ -14,7 +14,9 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -34,6 +36,8 @@ from corral.node_agent import cgroups, rootfs
 from corral.node_agent.channel import GuestChannel
 from corral.node_agent.launch import Launched, fail, report
 from corral.node_agent.router import GUEST, Outgoing, Router, error_frame
+from corral.node_agent.snapshot_record import record_snapshot
+from corral.node_agent.snapshots import Snapshot
 
 MAIN_CLIENT = 0  # the supervisor itself, as the client of the sandbox's main process
 MAIN_STREAM = 1
@@ -66,6 +70,8 @@ class Supervisor:
         self.dir = launched.directory
         self.qemu = launched.qemu
         self.defaults = launched.defaults
+        self.restored_from = launched.restored_from
+        self.record_to = launched.record_to
         self.channel = GuestChannel(launched.channel)
         self.owner_pid = owner_pid
         self.router = Router()
@@ -88,7 +94,7 @@ class Supervisor:
         await self.channel.listen()
         self.watch_qemu()
         assert self.qemu_exited is not None
-        greeting = asyncio.ensure_future(self.channel.handshake())
+        greeting = asyncio.ensure_future(self.channel.handshake(hostname=self.name))
         racing: set[asyncio.Future[Any]] = {self.qemu_exited, greeting}
         done, _ = await asyncio.wait(
             racing, timeout=BOOT_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
@@ -101,7 +107,10 @@ class Supervisor:
                 else "timed out"
             )
             self.qemu.kill()
-            raise BootError(f"the guest did not come up: {problem}", self.console_tail())
+            raise BootError(
+                f"the guest did not come up: {problem}{self.discard_snapshot()}",
+                self.console_tail(),
+            )
         try:
             self.hello = greeting.result()
         except ProtocolError as exc:
@@ -110,17 +119,34 @@ class Supervisor:
                 code = await asyncio.wait_for(asyncio.shield(self.qemu_exited), EXIT_GRACE)
                 problem = f"the guest did not come up: {self.qemu.describe_exit(code)}"
             self.qemu.kill()
-            raise BootError(problem, self.console_tail()) from exc
+            raise BootError(problem + self.discard_snapshot(), self.console_tail()) from exc
+        if self.record_to is not None:
+            await self.record_snapshot(self.record_to)
         self.api = await asyncio.start_unix_server(
             self.serve_client, path=str(self.dir / "api.sock"), limit=READ_CHUNK
         )
-        self.store.update(
-            self.name,
-            status="running",
-            boot_id=self.hello.str(4),
-            started_at=time.time(),
-        )
+        # A restored guest's kernel boot ID is its snapshot's, the same in every sandbox
+        # restored from it; this boot gets its own.
+        boot_id = str(uuid.uuid4()) if self.restored_from else self.hello.str(4)
+        self.store.update(self.name, status="running", boot_id=boot_id, started_at=time.time())
         self.start_main()
+
+    def discard_snapshot(self) -> str:
+        """A restore that failed: drop the snapshot, so the shape's next sandbox boots
+        cold (and records a new one); the note goes into the boot error."""
+        if self.restored_from is None:
+            return ""
+        rootfs.remove_tree(self.restored_from.directory)
+        return f" (restoring boot snapshot {self.restored_from.directory.name}; discarded)"
+
+    async def record_snapshot(self, snapshot: Snapshot) -> None:
+        """Best effort: a snapshot that cannot be recorded leaves the next sandbox of this
+        shape to boot cold, never this one failing."""
+        assert self.qemu.spec.qmp_socket is not None
+        try:
+            await record_snapshot(self.qemu.spec.qmp_socket, self.dir / "upper.ext4", snapshot)
+        except Exception as exc:
+            print(f"boot snapshot not recorded: {type(exc).__name__}: {exc}", file=sys.stderr)
 
     def start_main(self) -> None:
         """Run the sandbox's entrypoint/cmd, if it has one; its output goes to main.log."""

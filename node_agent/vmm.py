@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shlex
 import signal
 import subprocess
 from dataclasses import dataclass, field
@@ -49,6 +50,8 @@ class VmSpec:
     kernel_args: list[str] = field(default_factory=list)
     tsc_khz: int = 0
     acpi: bool = False
+    qmp_socket: Path | None = None  # QEMU listens here for its monitor protocol
+    incoming: Path | None = None  # a boot snapshot to restore instead of booting
 
 
 def kernel_cmdline(spec: VmSpec) -> str:
@@ -92,6 +95,10 @@ def qemu_command(spec: VmSpec) -> list[str]:
             "-drive", f"if=none,id=disk{index},file={disk.path},format=raw{readonly}",
             "-device", f"virtio-blk-device,drive=disk{index}",
         ]  # fmt: skip
+    if spec.qmp_socket is not None:
+        command += ["-qmp", f"unix:{spec.qmp_socket},server=on,wait=off"]
+    if spec.incoming is not None:
+        command += ["-incoming", f"exec:cat {shlex.quote(str(spec.incoming))}"]
     if spec.root_share is not None:
         # security_model=none: QEMU acts with its own host permissions (what it may not
         # do, such as an unprivileged chown, is skipped) and keeps no guest metadata on

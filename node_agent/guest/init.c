@@ -3,7 +3,7 @@
  * overlay of the read-only image disk (corral.root) and the writable disk (corral.upper)
  * or, for corral.root=9p:TAG, straight onto the host directory QEMU shares under TAG
  * (read-write, no overlay: a bind root), the usual /dev, /run mounts, the writeback
- * thresholds, loopback up, hostname, and at SHUTDOWN an orderly stop and power-off.
+ * thresholds, loopback up, and at SHUTDOWN an orderly stop and power-off.
  * Zombie reaping is the event loop's (main.c): it waits for every child, spawned or
  * orphaned. */
 #include "init.h"
@@ -46,7 +46,7 @@
 #define KILL_WAIT_MS 1000
 
 struct boot_params {
-	char root[256], upper[256], hostname[65];
+	char root[256], upper[256];
 };
 
 /* The initramfs root, kept open after the switch to reach RW at shutdown. */
@@ -115,8 +115,6 @@ static void read_cmdline(struct boot_params *bp)
 			copy_param(bp->root, sizeof bp->root, eq + 1, vlen);
 		else if (klen == 12 && !memcmp(tok, "corral.upper", klen))
 			copy_param(bp->upper, sizeof bp->upper, eq + 1, vlen);
-		else if (klen == 15 && !memcmp(tok, "corral.hostname", klen))
-			copy_param(bp->hostname, sizeof bp->hostname, eq + 1, vlen);
 	}
 }
 
@@ -229,8 +227,6 @@ void init_system(void)
 	write_sysctl("/proc/sys/vm/dirty_ratio", DIRTY_RATIO);
 	write_sysctl("/proc/sys/vm/dirty_background_ratio", DIRTY_BACKGROUND_RATIO);
 	loopback_up();
-	if (bp.hostname[0] && sethostname(bp.hostname, strlen(bp.hostname)) < 0)
-		say("cannot set hostname: %s", strerror(errno));
 }
 
 /* Reaps children until none is left or ms have passed; 1 when none is left. */

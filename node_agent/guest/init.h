@@ -1,5 +1,6 @@
 /* init.h — PID 1 duties: early console, mounts and the overlay root switch, loopback and
- * hostname, and the orderly power-off. Only used when the agent runs as PID 1. */
+ * the orderly power-off (the hostname comes with each handshake: identity.c). Only used
+ * when the agent runs as PID 1. */
 #ifndef CORRAL_INIT_H
 #define CORRAL_INIT_H
 
@@ -8,7 +9,7 @@
  * mounting the disks need). */
 void init_early(void);
 /* The root switch (corral.root/corral.upper, or corral.root=9p:TAG for a host directory),
- * the other mounts, the page-cache writeback thresholds, loopback, hostname. */
+ * the other mounts, the page-cache writeback thresholds, loopback. */
 void init_system(void);
 /* SHUTDOWN: terminate every process, sync, make the filesystems read-only, power off. */
 _Noreturn void init_shutdown(void);

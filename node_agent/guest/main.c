@@ -22,6 +22,7 @@
 #include "exec.h"
 #include "frame.h"
 #include "fs.h"
+#include "identity.h"
 #include "info.h"
 #include "init.h"
 #include "spawn.h"
@@ -123,6 +124,8 @@ static void on_hello(const struct frame *f)
 	}
 	if (handshaken)
 		reset_session(); /* a new host session on the same channel */
+	if (agent_is_init)
+		identity_apply(f->payload, f->len);
 	handshaken = 1;
 	info_hello(0);
 }
