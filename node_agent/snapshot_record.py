@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import shlex
 import shutil
 import tempfile
@@ -12,7 +13,7 @@ from pathlib import Path
 from qemu.qmp import QMPClient
 
 from corral.node_agent import rootfs
-from corral.node_agent.snapshots import STATE, UPPER, Snapshot
+from corral.node_agent.snapshots import FILES, STATE, UPPER, Snapshot
 
 MIGRATION_TIMEOUT = 30.0
 MIGRATION_POLL = 0.005
@@ -47,6 +48,7 @@ async def record_snapshot(qmp_socket: Path, upper: Path, snapshot: Snapshot) -> 
 
 def _keep(staging: Path, upper: Path, snapshot: Snapshot) -> None:
     rootfs.copy_sparse(upper, staging / UPPER)
+    (staging / FILES).write_text(json.dumps(snapshot.files))
     with contextlib.suppress(OSError):  # another sandbox of this shape recorded one first
         staging.rename(snapshot.directory)
 

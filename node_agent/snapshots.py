@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral.node_agent.vmm import QEMU_BINARY, Disk, VmSpec, qemu_command
@@ -32,6 +33,7 @@ ENABLED_ENV = "CORRAL_BOOT_SNAPSHOTS"
 FORMAT = 1
 STATE = "state"
 UPPER = "upper.ext4"
+FILES = "files.json"
 
 
 def enabled() -> bool:
@@ -41,6 +43,7 @@ def enabled() -> bool:
 @dataclass(frozen=True)
 class Snapshot:
     directory: Path
+    files: dict[str, str] = field(default_factory=dict)  # path → identity, booted from
 
     @property
     def state(self) -> Path:
@@ -55,13 +58,22 @@ class Snapshot:
         return self.state.is_file() and self.upper.is_file()
 
 
-def _identity(path: Path) -> str:
+def file_identity(path: Path) -> str:
     info = path.stat()
-    return f"{path}:{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_ctime_ns}"
+    return f"{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_ctime_ns}"
 
 
-def key(spec: VmSpec, disk_mib: int) -> str:
-    """The key of the guest `spec` boots, for a sandbox with one base and one upper disk."""
+def booted_files(spec: VmSpec) -> dict[str, str]:
+    """The files a guest of `spec` is made of (QEMU, kernel, initramfs, base disk), each
+    with the identity of its current content."""
+    qemu = Path(shutil.which(QEMU_BINARY) or QEMU_BINARY)
+    paths = (qemu, spec.kernel, spec.initramfs, spec.disks[0].path)
+    return {str(path): file_identity(path) for path in paths}
+
+
+def key(spec: VmSpec, disk_mib: int, files: dict[str, str]) -> str:
+    """The key of the guest `spec` boots from `files`, for a sandbox with one base and
+    one upper disk."""
     base, _upper = spec.disks
     shape = dataclasses.replace(
         spec,
@@ -71,14 +83,10 @@ def key(spec: VmSpec, disk_mib: int) -> str:
         disks=[base, Disk(Path("upper"), readonly=False)],
         incoming=None,
     )
-    qemu = shutil.which(QEMU_BINARY) or QEMU_BINARY
     parts = [
         f"format {FORMAT}",
         f"upper {disk_mib}",
-        _identity(Path(qemu)),
-        _identity(spec.kernel),
-        _identity(spec.initramfs),
-        _identity(base.path),
+        *(f"{path}={identity}" for path, identity in sorted(files.items())),
         *qemu_command(shape),
     ]
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:32]
@@ -86,4 +94,20 @@ def key(spec: VmSpec, disk_mib: int) -> str:
 
 def find(cache: Path, spec: VmSpec, disk_mib: int) -> Snapshot:
     """Where the snapshot of this shape lives in `cache` (it may not exist yet)."""
-    return Snapshot(cache / "snapshots" / key(spec, disk_mib))
+    files = booted_files(spec)
+    return Snapshot(cache / "snapshots" / key(spec, disk_mib, files), files)
+
+
+def stale(cache: Path) -> list[Path]:
+    """Snapshots a file they were booted from has since changed under or vanished from:
+    their key can never come up again, so nothing would restore them."""
+    found = []
+    for directory in sorted((cache / "snapshots").glob("[0-9a-f]*")):
+        try:
+            files = json.loads((directory / FILES).read_text())
+            fresh = {path: file_identity(Path(path)) for path in files} == files
+        except (OSError, ValueError, TypeError):
+            fresh = False
+        if not fresh:
+            found.append(directory)
+    return found

@@ -27,7 +27,7 @@ from corral._images import load as load_images
 from corral._images import pull as pull_image
 from corral._paths import Paths
 from corral._state import LIVE_STATUSES, SandboxRecord, StateStore
-from corral.node_agent import rootfs
+from corral.node_agent import rootfs, snapshots
 from corral.node_agent.assets import Assets
 from corral.node_agent.images.manifest import ImageConfig
 from corral.node_agent.images.reference import Reference, parse
@@ -170,7 +170,8 @@ def rm(reference: str) -> int:
 
 @image.command()
 def prune() -> int:
-    """Remove blobs no image record needs and root disks nothing uses."""
+    """Remove blobs no image record needs, root disks nothing uses, and boot snapshots
+    of files that changed or are gone."""
     paths = Paths.from_env()
     store = ImageStore(paths.images)
     live = _live(paths)
@@ -185,6 +186,9 @@ def prune() -> int:
         if disk.parent.name not in keep and disk not in busy:
             shutil.rmtree(disk.parent, ignore_errors=True)
             removed.append(str(disk))
+    for snapshot in snapshots.stale(paths.images):
+        shutil.rmtree(snapshot, ignore_errors=True)
+        removed.append(str(snapshot))
     for item in removed:
         print(f"removed {item}")
     return 0

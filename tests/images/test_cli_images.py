@@ -15,7 +15,7 @@ import pexpect
 import pytest
 
 from corral._state import StateStore, current_process_identity
-from corral.node_agent import rootfs
+from corral.node_agent import rootfs, snapshots
 from corral.node_agent.images.manifest import ImageConfig
 from corral.node_agent.images.reference import parse
 from corral.node_agent.images.store import Image
@@ -80,9 +80,13 @@ def test_pull_ls_inspect_rm_prune(registry: RegistryServer, home: Path, tmp_path
     orphan = home / "images" / ("0" * 32) / "root.ext4"
     orphan.parent.mkdir()
     orphan.write_bytes(b"old")
+    snapshot = home / "images/snapshots" / ("1" * 32)
+    snapshot.mkdir(parents=True)
+    (snapshot / snapshots.FILES).write_text(json.dumps({str(disk): snapshots.file_identity(disk)}))
 
     assert corral(home, "image", "prune").returncode == 0
     assert (blobs(home), disk.exists(), orphan.exists()) == (stored, True, False)
+    assert snapshot.exists()
 
     assert corral(home, "image", "rm", reference).returncode == 0
     missing = corral(home, "image", "inspect", reference)
@@ -91,8 +95,9 @@ def test_pull_ls_inspect_rm_prune(registry: RegistryServer, home: Path, tmp_path
     assert corral(home, "image", "ls", "--json").stdout.strip() == "[]"
     pruned = corral(home, "image", "prune")
     assert pruned.returncode == 0
-    assert (blobs(home), disk.exists()) == (set(), False)
+    assert (blobs(home), disk.exists(), snapshot.exists()) == (set(), False, False)
     assert f"removed {digest}" in pruned.stdout
+    assert f"removed {snapshot}" in pruned.stdout
 
 
 def test_pull_policies_and_unknown_images(

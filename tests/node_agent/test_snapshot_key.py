@@ -4,10 +4,11 @@ the paths that belong to one sandbox."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from pathlib import Path
 
-from corral.node_agent.snapshots import key
+from corral.node_agent.snapshots import FILES, find, stale
 from corral.node_agent.vmm import Disk, VmSpec
 
 
@@ -32,6 +33,10 @@ def spec(tmp_path: Path, sandbox: str = "a", **changes: object) -> VmSpec:
     return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
 
 
+def key(spec: VmSpec, disk_mib: int) -> str:
+    return find(Path("/cache"), spec, disk_mib).directory.name
+
+
 def test_sandboxes_of_one_shape_share_a_key(tmp_path: Path) -> None:
     assert key(spec(tmp_path, "a"), 2048) == key(spec(tmp_path, "b"), 2048)
     restoring = spec(tmp_path, "b", incoming=tmp_path / "state")
@@ -50,3 +55,18 @@ def test_the_shape_and_the_files_booted_from_change_the_key(tmp_path: Path) -> N
         os.replace(rebuilt, tmp_path / name)
         assert key(spec(tmp_path), 2048) != reference, name
         reference = key(spec(tmp_path), 2048)
+
+
+def test_snapshots_of_changed_or_vanished_files_are_stale(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    kept, rebuilt, gone = (find(cache, spec(tmp_path), mib) for mib in (1024, 2048, 4096))
+    for snapshot in (kept, rebuilt, gone):
+        snapshot.directory.mkdir(parents=True)
+        (snapshot.directory / FILES).write_text(json.dumps(snapshot.files))
+    (rebuilt.directory / FILES).write_text(
+        json.dumps({**rebuilt.files, str(tmp_path / "initramfs"): "0:0:0:0"})
+    )
+    (gone.directory / FILES).write_text(json.dumps({str(tmp_path / "vanished"): "1:2:3:4"}))
+    broken = cache / "snapshots" / "0badc0de"
+    broken.mkdir()
+    assert stale(cache) == sorted([rebuilt.directory, gone.directory, broken])
