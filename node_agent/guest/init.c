@@ -2,10 +2,9 @@
  * the console, proc/sys, the kernel modules the initramfs lists, the root switch onto an
  * overlay of the read-only image disk (corral.root) and the writable disk (corral.upper)
  * or, for corral.root=9p:TAG, straight onto the host directory QEMU shares under TAG
- * (read-write, no overlay: a bind root), the usual /dev, /run mounts, the writeback
- * thresholds, loopback up, and at SHUTDOWN an orderly stop and power-off.
- * Zombie reaping is the event loop's (main.c): it waits for every child, spawned or
- * orphaned. */
+ * (read-write, no overlay: a bind root), the usual /dev, /run mounts, loopback up, and
+ * at SHUTDOWN an orderly stop and power-off. Zombie reaping is the event loop's
+ * (main.c): it waits for every child, spawned or orphaned. */
 #include "init.h"
 
 #include <errno.h>
@@ -35,13 +34,6 @@
 /* cache=mmap: reads and writes go to the host (so changes made there are seen at once)
  * while shared writable mappings still work; 256 KiB messages for bulk I/O. */
 #define OPTS_9P "trans=virtio,version=9p2000.L,msize=262144,cache=mmap"
-/* Dirty page-cache thresholds (percent of reclaimable memory). The kernel's 10/20 start
- * writeback while a large file is still arriving; under TCG that writeback runs on the
- * one vCPU the transfer needs (it halved `sandbox.fs` write throughput). Raised, a file
- * that fits in memory is written back later (dirty_expire_centisecs, memory pressure, or
- * the sync at shutdown) instead of during the transfer. */
-#define DIRTY_BACKGROUND_RATIO "40"
-#define DIRTY_RATIO "60"
 #define TERM_GRACE_MS 2000
 #define KILL_WAIT_MS 1000
 
@@ -196,15 +188,6 @@ static void mount_runtime(void)
 		symlink(links[i][0], links[i][1]);
 }
 
-static void write_sysctl(const char *path, const char *value)
-{
-	int fd = open(path, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || write(fd, value, strlen(value)) < 0)
-		say("cannot set %s: %s", path, strerror(errno));
-	if (fd >= 0)
-		close(fd);
-}
-
 static void loopback_up(void)
 {
 	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -224,8 +207,6 @@ void init_system(void)
 	if (bp.root[0])
 		switch_root(&bp);
 	mount_runtime();
-	write_sysctl("/proc/sys/vm/dirty_ratio", DIRTY_RATIO);
-	write_sysctl("/proc/sys/vm/dirty_background_ratio", DIRTY_BACKGROUND_RATIO);
 	loopback_up();
 }
 

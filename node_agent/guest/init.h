@@ -9,7 +9,7 @@
  * mounting the disks need). */
 void init_early(void);
 /* The root switch (corral.root/corral.upper, or corral.root=9p:TAG for a host directory),
- * the other mounts, the page-cache writeback thresholds, loopback. */
+ * the other mounts, loopback. */
 void init_system(void);
 /* SHUTDOWN: terminate every process, sync, make the filesystems read-only, power off. */
 _Noreturn void init_shutdown(void);
