@@ -72,9 +72,9 @@ class WebSocketTransport:
             raise ChannelError(f"the node agent's WebSocket broke: {message.data}")
         raise ChannelError(f"the node agent sent a {message.type.name} message, not binary")
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, *parts: bytes | memoryview) -> None:
         try:
-            await self._socket.send_bytes(data)
+            await self._socket.send_bytes(b"".join(parts))
         except aiohttp.ClientError as exc:
             raise ChannelError(f"the node agent's WebSocket broke: {exc}") from exc
 

@@ -31,7 +31,7 @@ from corral._protocol import (
     encode_fields,
 )
 from corral._protocol.fields import Value
-from corral._protocol.frames import TERMINAL_TYPES
+from corral._protocol.frames import TERMINAL_TYPES, encode_header
 
 READ_CHUNK = 1 << 20
 
@@ -54,19 +54,21 @@ class Stream:
         await self._connection.write(Frame(frame_type, self.id, encode_fields(items)))
 
     async def send_data(self, frame_type: FrameType, data: bytes, eof: bool = False) -> None:
-        """Send bytes in window-respecting chunks; the last chunk carries EOF if asked."""
+        """Send bytes in window-respecting chunks; the last chunk carries EOF if asked.
+        The chunks go out as views of `data`, never copied here."""
         view = memoryview(data)
         while view and not self._answered:
             await self._credit_available.wait()
             if self._answered:
                 return
             size = min(len(view), DATA_CHUNK, self._send_credit)
-            chunk, view = bytes(view[:size]), view[size:]
+            chunk, view = view[:size], view[size:]
             self._send_credit -= size
             if self._send_credit == 0:
                 self._credit_available.clear()
             flags = Flag.EOF if eof and not view else Flag.NONE
-            await self._connection.write(Frame(frame_type, self.id, chunk, flags))
+            header = encode_header(frame_type, self.id, size, flags)
+            await self._connection.write_parts(header, chunk)
         if eof and not data and not self._answered:
             await self._connection.write(Frame(frame_type, self.id, b"", Flag.EOF))
 
@@ -114,12 +116,13 @@ class Stream:
 
 
 class Transport(Protocol):
-    """A byte stream to a supervisor. `read` returns b"" at the end; `write` returns once
-    the bytes are handed on (waiting while the other side is slow)."""
+    """A byte stream to a supervisor. `read` returns b"" at the end; `write` sends its
+    parts in order as one piece and returns once they are handed on (waiting while the
+    other side is slow)."""
 
     async def read(self) -> bytes: ...
 
-    async def write(self, data: bytes) -> None: ...
+    async def write(self, *parts: bytes | memoryview) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -134,8 +137,9 @@ class UnixTransport:
     async def read(self) -> bytes:
         return await self._reader.read(READ_CHUNK)
 
-    async def write(self, data: bytes) -> None:
-        self._writer.write(data)
+    async def write(self, *parts: bytes | memoryview) -> None:
+        for part in parts:
+            self._writer.write(part)
         await self._writer.drain()
 
     async def close(self) -> None:
@@ -235,11 +239,16 @@ class Connection:
         self._streams.pop(stream_id, None)
 
     async def write(self, frame: Frame) -> None:
+        await self.write_parts(frame.header(), frame.payload)
+
+    async def write_parts(self, header: bytes, payload: bytes | memoryview) -> None:
+        """One frame given as its header and its payload, so a payload is never copied
+        to be joined to its header."""
         if self._error is not None:
             raise self._error
         async with self._write_lock:
             try:
-                await self._transport.write(frame.encode())
+                await self._transport.write(header, payload)
             except OSError as exc:
                 raise ChannelError(f"connection to the sandbox broke: {exc}") from exc
 
