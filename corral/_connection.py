@@ -201,6 +201,11 @@ class Connection:
             fields = decode_fields(first.payload)
             raise ChannelError(f"supervisor refused the connection: {fields.str(3)}")
         self.hello = decode_fields(first.payload)
+        if self.hello.int(1) != PROTOCOL_VERSION:
+            raise ChannelError(
+                f"the sandbox speaks protocol version {self.hello.int(1)}, this SDK"
+                f" {PROTOCOL_VERSION}: recreate the sandbox with this version of corral"
+            )
         self._reader_task = asyncio.get_running_loop().create_task(
             self._read_loop(decoder, frames[1:]), name="corral-connection-reader"
         )

@@ -10,13 +10,15 @@ import pytest
 
 from corral._connection import Connection
 from corral._errors import ChannelError
-from corral._protocol import Frame, FrameType, encode_fields
+from corral._protocol import PROTOCOL_VERSION, Frame, FrameType, encode_fields
 
 
-async def serve(path: Path, after_hello: bytes) -> asyncio.AbstractServer:
+async def serve(
+    path: Path, after_hello: bytes, version: int = PROTOCOL_VERSION
+) -> asyncio.AbstractServer:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.readexactly(12 + 14)
-        writer.write(Frame(FrameType.HELLO, 0, encode_fields([(1, 1)])).encode())
+        writer.write(Frame(FrameType.HELLO, 0, encode_fields([(1, version)])).encode())
         await reader.readexactly(12)  # the client's EXEC header
         writer.write(after_hello)
         await writer.drain()
@@ -51,6 +53,13 @@ async def test_bad_window_increment_is_a_protocol_violation(tmp_path: Path) -> N
     with pytest.raises(ChannelError, match="window"):
         await asyncio.wait_for(stream.receive(), 5)
     await connection.close()
+    server.close()
+
+
+async def test_a_sandbox_of_another_protocol_version_is_refused(tmp_path: Path) -> None:
+    server = await serve(tmp_path / "api.sock", b"", version=PROTOCOL_VERSION - 1)
+    with pytest.raises(ChannelError, match=f"protocol version {PROTOCOL_VERSION - 1}"):
+        await Connection.open(str(tmp_path / "api.sock"))
     server.close()
 
 

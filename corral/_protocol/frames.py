@@ -12,10 +12,10 @@ from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAX_PAYLOAD = 1 << 20
 DATA_CHUNK = 256 * 1024
-WINDOW = 2 << 20
+WINDOW = 8 << 20
 HEADER = struct.Struct(">IIBBH")
 
 

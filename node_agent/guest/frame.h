@@ -6,11 +6,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define PROTO_VERSION 1
+#define PROTO_VERSION 2
 #define FRAME_HDR 12
 #define FRAME_MAX_PAYLOAD (1u << 20)
 #define DATA_MAX_PAYLOAD (256u << 10)
-#define WINDOW_SIZE ((int64_t)2 << 20)
+#define WINDOW_SIZE ((int64_t)8 << 20)
 #define FLAG_EOF 0x01
 
 enum frame_type {

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from corral._protocol import Frame, FrameType, ProtocolError, encode_fields
+from corral._protocol import PROTOCOL_VERSION, Frame, FrameType, ProtocolError, encode_fields
 from corral.node_agent.channel import GuestChannel
 from corral.node_agent.launch import listen_unix
 
@@ -22,7 +22,7 @@ async def fake_guest(path: Path, *replies: bytes) -> asyncio.StreamWriter:
     return writer
 
 
-def hello(version: int = 1) -> bytes:
+def hello(version: int = PROTOCOL_VERSION) -> bytes:
     fields = encode_fields([(1, version), (2, "0.1.0"), (3, "6.1"), (4, "boot")])
     return Frame(FrameType.HELLO, 0, fields).encode()
 
