@@ -9,7 +9,7 @@
 
 static const unsigned char hello[] = {
 	0, 0, 0, 24, 0, 0, 0, 0, 0x01, 0, 0, 0,   /* HELLO on stream 0, 24-byte payload */
-	0, 1, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1, /* field 1: version 1 */
+	0, 1, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 2, /* field 1: version 2 */
 	0, 4, 0, 0, 0, 4, 'e', 'v', 'i', 'l',     /* field 4: boot id */
 };
 static const unsigned char garbage[] = {
