@@ -10,6 +10,7 @@ import pytest
 
 from corral import BootError, Sandbox
 from corral.node_agent.snapshots import ENABLED_ENV
+from corral.testing.home import isolated_home
 
 pytestmark = pytest.mark.vm
 
@@ -84,3 +85,17 @@ async def test_a_snapshot_that_cannot_be_restored_is_discarded(corral_home: Path
         assert Sandbox.inspect("bad-third").boot_mode == "cold"
         assert (await third.exec("true")).exit_code == 0
     assert recorded.exists(), "the next cold boot records the shape's snapshot again"
+
+
+async def test_a_snapshot_that_cannot_be_recorded_costs_only_the_speed_up(
+    corral_home: Path,
+) -> None:
+    with isolated_home() as home:
+        (home / "images").mkdir()
+        (home / "images/snapshots").write_text("in the way")
+        for name in ("unrecorded-1", "unrecorded-2"):
+            async with await Sandbox.builder(name).create() as sandbox:
+                assert Sandbox.inspect(name).boot_mode == "cold"
+                assert (await sandbox.exec("hostname")).stdout == f"{name}\n".encode()
+        log = next(home.glob("sandboxes/*/supervisor.log"), None)
+        assert log is None or "boot snapshot not recorded" in log.read_text()
