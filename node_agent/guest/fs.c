@@ -1,5 +1,6 @@
 /* fs.c — FS requests. `read` streams DATA under the host's window; `write` collects DATA
- * into a temporary file beside the target and renames it over the target at EOF; the
+ * into a temporary file beside the target (with direct I/O where the file system has it)
+ * and renames it over the target at EOF; the
  * other ops answer with one DONE (or ERROR). Paths must be absolute. Removal never
  * follows symlinks: it walks the tree with openat/fstatat/unlinkat and O_NOFOLLOW. */
 #include "fs.h"
@@ -23,6 +24,11 @@ enum entry_tag { N_NAME = 1, N_KIND, N_SIZE, N_MODE, N_MTIME, N_UID, N_GID, N_TA
 
 #define TMP_ATTEMPTS 100
 #define REMOVE_PASSES 8
+#define STAGE_SIZE (1u << 20)
+#define DIRECT_ALIGN 4096
+#define MAX_STAGES 8 /* direct writes at once: 8 MiB of stages at most */
+
+static int stages;
 
 struct fs_req {
 	uint32_t id;
@@ -178,6 +184,27 @@ static void read_service(struct stream *s)
 
 /* ---- write ---- */
 
+/* A written file goes around the guest's page cache: under TCG the buffered path (page
+ * allocation, ext4 allocation, writeback, all on the one vCPU) costs 4-5x a direct
+ * write, whose copy QEMU makes on the host (256 MiB: ~1.5-2.2 s against ~0.4 s). Direct
+ * I/O wants aligned buffers, offsets and lengths, so the payloads gather in an aligned
+ * stage and the unaligned tail is written buffered at the end. NULL: the file system
+ * has no direct I/O (tmpfs, 9p), MAX_STAGES writes have one, or there is no memory for
+ * it; the write stays buffered. */
+static unsigned char *direct_stage(int fd)
+{
+	void *stage = NULL;
+	int flags = fcntl(fd, F_GETFL);
+	if (stages >= MAX_STAGES || flags < 0 || fcntl(fd, F_SETFL, flags | O_DIRECT) < 0)
+		return NULL;
+	if (posix_memalign(&stage, DIRECT_ALIGN, STAGE_SIZE) != 0) {
+		fcntl(fd, F_SETFL, flags);
+		return NULL;
+	}
+	stages++;
+	return stage;
+}
+
 static void op_write(const struct fs_req *rq)
 {
 	struct stat st;
@@ -216,6 +243,7 @@ static void op_write(const struct fs_req *rq)
 	s->wr.fd = fd;
 	s->wr.tmp = tmp_copy;
 	s->wr.path = path_copy;
+	s->wr.stage = direct_stage(fd);
 }
 
 static int write_all(int fd, const unsigned char *p, size_t n)
@@ -232,6 +260,35 @@ static int write_all(int fd, const unsigned char *p, size_t n)
 	return 0;
 }
 
+static int stage_write(struct write_state *w, const unsigned char *p, size_t n)
+{
+	while (n) {
+		size_t take = STAGE_SIZE - w->staged < n ? STAGE_SIZE - w->staged : n;
+		memcpy(w->stage + w->staged, p, take);
+		w->staged += take;
+		p += take;
+		n -= take;
+		if (w->staged == STAGE_SIZE) {
+			if (write_all(w->fd, w->stage, STAGE_SIZE) < 0)
+				return -1;
+			w->staged = 0;
+		}
+	}
+	return 0;
+}
+
+/* The aligned part of what is staged goes direct, the rest through the page cache. */
+static int stage_finish(struct write_state *w)
+{
+	size_t aligned = w->staged & ~(size_t)(DIRECT_ALIGN - 1);
+	if (aligned && write_all(w->fd, w->stage, aligned) < 0)
+		return -1;
+	int flags = fcntl(w->fd, F_GETFL);
+	if (flags < 0 || fcntl(w->fd, F_SETFL, flags & ~O_DIRECT) < 0)
+		return -1;
+	return write_all(w->fd, w->stage + aligned, w->staged - aligned);
+}
+
 void fs_data(struct stream *s, const unsigned char *p, size_t n, int eof)
 {
 	struct write_state *w = &s->wr;
@@ -239,7 +296,8 @@ void fs_data(struct stream *s, const unsigned char *p, size_t n, int eof)
 		stream_fail(s, "Protocol", 0, "DATA beyond the window");
 		return;
 	}
-	if (write_all(w->fd, p, n) < 0) {
+	if ((w->stage ? stage_write(w, p, n) : write_all(w->fd, p, n)) < 0 ||
+	    (eof && w->stage && stage_finish(w) < 0)) {
 		int e = errno ? errno : EIO;
 		stream_fail(s, fs_kind(e), e, "write %.300s: %s", w->path, strerror(e));
 		return;
@@ -273,6 +331,10 @@ void fs_abort(struct stream *s)
 			unlink(s->wr.tmp);
 		free(s->wr.tmp);
 		free(s->wr.path);
+		if (s->wr.stage) {
+			free(s->wr.stage);
+			stages--;
+		}
 	}
 	stream_free(s);
 }

@@ -39,6 +39,8 @@ struct write_state {
 	int fd;
 	char *tmp, *path;
 	int64_t size;
+	unsigned char *stage; /* aligned buffer for direct writes; NULL: buffered (fs.c) */
+	size_t staged;
 };
 
 struct stream {

@@ -30,6 +30,22 @@ async def test_64_mib_round_trip_matches_the_guest_checksum(sb: Sandbox) -> None
     await sb.fs.remove("/tmp/big.bin")
 
 
+@pytest.mark.parametrize("directory", ["/tmp", "/dev/shm"])  # direct I/O; tmpfs has none
+async def test_sizes_around_the_direct_write_alignment_arrive_intact(
+    sb: Sandbox, directory: str
+) -> None:
+    mib = 1 << 20
+    for size in (1, 4095, 4096, 4097, mib - 1, mib, mib + 1, 3 * mib + 4096 + 123):
+        data = os.urandom(size)
+        path = f"{directory}/aligned-{size}"
+        assert await sb.fs.write(path, data, mode=0o640) == size
+        out = await sb.exec("sh", ["-c", f"sha256sum {path}; stat -c %a {path}"])
+        digest, _, mode = out.stdout.decode().split()
+        assert (digest, mode) == (hashlib.sha256(data).hexdigest(), "640")
+        assert await sb.fs.read(path) == data
+        await sb.fs.remove(path)
+
+
 async def test_mode_stat_and_list(sb: Sandbox) -> None:
     await sb.fs.mkdir("/tmp/tree/a/b", parents=True)
     await sb.fs.write("/tmp/tree/a/run.sh", b"#!/bin/sh\necho ran\n", mode=0o750)
