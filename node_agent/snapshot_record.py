@@ -24,8 +24,9 @@ async def record_snapshot(qmp_socket: Path, upper: Path, snapshot: Snapshot) -> 
     """Save the running guest and its upper disk as `snapshot`, then let the guest go on.
 
     The migration runs live; at its end QEMU pauses the guest with its disks flushed, so
-    the copy of the upper disk matches the saved state. The guest is resumed whatever
-    happened; a snapshot another sandbox of the same shape recorded first wins."""
+    the copy of the upper disk matches the saved state. Whatever happens, no migration
+    is left running (one finishing later would pause the guest for good) and the guest
+    runs again; a snapshot another sandbox of the same shape recorded first wins."""
     snapshot.directory.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=snapshot.directory.parent, prefix=".staging-"))
     client = QMPClient()
@@ -37,6 +38,10 @@ async def record_snapshot(qmp_socket: Path, upper: Path, snapshot: Snapshot) -> 
             await client.execute("migrate", {"uri": uri})
             await asyncio.wait_for(_migrated(client), MIGRATION_TIMEOUT)
             await asyncio.to_thread(_keep, staging, upper, snapshot)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await client.execute("migrate_cancel")
+            raise
         finally:
             status = await client.execute("query-status")
             if isinstance(status, dict) and not status.get("running"):
