@@ -113,15 +113,19 @@ class Supervisor:
             )
         try:
             self.hello = greeting.result()
-        except ProtocolError as exc:
-            problem = f"guest handshake failed: {exc}"
+            if self.record_to is not None:
+                await self.record_snapshot(self.record_to)
+                # Greet again: the entropy the snapshot holds is in every guest restored
+                # from it, so this guest too must go on from entropy the snapshot never saw.
+                rehello = self.channel.handshake(hostname=self.name)
+                self.hello = await asyncio.wait_for(rehello, BOOT_TIMEOUT)
+        except (ProtocolError, TimeoutError) as exc:
+            problem = f"guest handshake failed: {exc}" if str(exc) else "guest handshake timed out"
             with contextlib.suppress(TimeoutError):  # a channel that closed: did QEMU exit?
                 code = await asyncio.wait_for(asyncio.shield(self.qemu_exited), EXIT_GRACE)
                 problem = f"the guest did not come up: {self.qemu.describe_exit(code)}"
             self.qemu.kill()
             raise BootError(problem + self.discard_snapshot(), self.console_tail()) from exc
-        if self.record_to is not None:
-            await self.record_snapshot(self.record_to)
         self.api = await asyncio.start_unix_server(
             self.serve_client, path=str(self.dir / "api.sock"), limit=READ_CHUNK
         )
