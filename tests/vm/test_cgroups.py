@@ -16,6 +16,7 @@ import pytest
 
 from corral import BootError, Sandbox
 from corral.node_agent.cgroups import ROOT_ENV
+from corral.testing.polling import until
 
 pytestmark = pytest.mark.vm
 
@@ -31,6 +32,11 @@ def cgroup_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     root.mkdir()
     monkeypatch.setenv(ROOT_ENV, str(root))
     yield root
+    # A supervisor moves up into the root to remove its sandbox's cgroup, then exits.
+    until(
+        lambda: "populated 0" in (root / "cgroup.events").read_text(),
+        what=f"no process left in {root}",
+    )
     leftovers = sandbox_cgroups(root)
     for cgroup in leftovers:
         cgroup.rmdir()
