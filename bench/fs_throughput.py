@@ -3,13 +3,16 @@ raw virtio-serial throughput of the same VM setup: a second port on which the gu
 `dd` moves bytes in 1 MiB blocks with no protocol at all. Target ≥ 50 % of raw.
 Both VMs get 1 GiB. `sandbox.fs` writes large files around the guest's page cache
 (direct I/O), so the file is read twice: straight after the write, from the guest's disk,
-and once the guest has read it into its page cache, which is the channel's figure."""
+and once the guest has read it into its page cache, which is the channel's figure. The
+sandbox is restored from its shape's boot snapshot, as new sandboxes are. Every figure is
+the median of ROUNDS transfers: single transfers on this kind of machine swing by ±40 %."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import shutil
+import statistics
 import subprocess
 import tempfile
 import time
@@ -26,8 +29,9 @@ from corral.node_agent.vmm import Disk, QemuProcess, VmSpec, qemu_command
 
 SIZE = 256 << 20
 MEMORY_MIB = 1024
-TIMEOUT = 300
+TIMEOUT = 600
 CHUNK = 1 << 20
+ROUNDS = 3
 FIND_PORT = (
     "for p in /sys/class/virtio-ports/*; do "
     '[ "$(cat $p/name)" = corral.bench ] && dev=/dev/${p##*/}; done; '
@@ -77,6 +81,18 @@ async def wait_exit(channel: GuestChannel, stream: int) -> None:
             return
 
 
+async def receive(reader: asyncio.StreamReader) -> float:
+    """Bytes per second of SIZE bytes arriving from the bench port."""
+    started = time.perf_counter()
+    received = 0
+    while received < SIZE:
+        data = await reader.read(min(CHUNK, SIZE - received))
+        if not data:
+            raise RuntimeError("bench port closed early")
+        received += len(data)
+    return SIZE / (time.perf_counter() - started)
+
+
 async def raw_throughput(home: Path) -> tuple[float, float, float]:
     """Bytes per second over a bare virtio-serial port: host→guest into /dev/null,
     guest→host, and host→guest into a guest file (the copy a file write cannot avoid)."""
@@ -106,42 +122,41 @@ async def raw_throughput(home: Path) -> tuple[float, float, float]:
         reader, writer = await bench_connected
         await channel.handshake()
 
-        blocks = f"bs={CHUNK} count={SIZE // CHUNK} iflag=fullblock 2>/dev/null; echo in"
-        # One guest shell keeps the port open through both runs: while the guest has a
+        blocks = f"bs={CHUNK} count={SIZE // CHUNK}"
+        read = f"{blocks} iflag=fullblock 2>/dev/null; echo in"
+        # One guest shell keeps the port open through every run: while the guest has a
         # port closed QEMU stops reading its socket and looks again only when its main
         # loop next wakes, which an idle guest can put off indefinitely (a dd per run,
         # reopening the port, stalled about one run in four). After the open, an INFO
         # request on the agent's channel wakes that loop.
-        sinks = f"exec 3<$dev; echo open; dd <&3 of=/dev/null {blocks}; dd <&3 of=/tmp/raw {blocks}"
+        sinks = f"exec 3<$dev; echo open; for r in $(seq {ROUNDS}); do "
+        sinks += f"dd <&3 of=/dev/null {read}; done; dd <&3 of=/tmp/raw {read}"
         await guest_exec(channel, 1, FIND_PORT + sinks)
         await expect(channel, 1, b"open")
         channel.send(Frame(FrameType.INFO, 9, b""))
         block = os.urandom(CHUNK)
-        into: dict[str, float] = {}
-        for target in ("/dev/null", "/tmp/raw"):
+
+        async def send() -> float:
+            """Bytes per second of SIZE bytes into the port, until the guest's dd has them."""
             started = time.perf_counter()
             for _ in range(SIZE // CHUNK):
                 writer.write(block)
                 await writer.drain()
             await expect(channel, 1, b"in")
-            into[target] = SIZE / (time.perf_counter() - started)
+            return SIZE / (time.perf_counter() - started)
+
+        into_null = [await send() for _ in range(ROUNDS)]
+        into_file = await send()
         await wait_exit(channel, 1)
 
-        await guest_exec(
-            channel, 2, FIND_PORT + f"dd if=/dev/zero of=$dev bs={CHUNK} count={SIZE // CHUNK}"
-        )
-        started = time.perf_counter()
-        received = 0
-        while received < SIZE:
-            data = await reader.read(CHUNK)
-            if not data:
-                raise RuntimeError("bench port closed early")
-            received += len(data)
-        to_host = SIZE / (time.perf_counter() - started)
+        sources = f"exec 3>$dev; for r in $(seq {ROUNDS}); do "
+        sources += f"dd if=/dev/zero >&3 {blocks} 2>/dev/null; done"
+        await guest_exec(channel, 2, FIND_PORT + sources)
+        to_host = [await receive(reader) for _ in range(ROUNDS)]
         writer.close()
         bench_server.close()
         await channel.close()
-        return into["/dev/null"], to_host, into["/tmp/raw"]
+        return statistics.median(into_null), statistics.median(to_host), into_file
     finally:
         if qemu is not None:  # a failed run leaves no VM behind
             qemu.kill()
@@ -160,17 +175,22 @@ async def read_rate(sandbox: Sandbox, path: str) -> float:
 
 
 async def corral_throughput() -> tuple[float, float, float]:
+    warm = await Sandbox.builder("warm").memory(MEMORY_MIB).create()
+    await warm.remove()  # its shape's boot snapshot stays: the sandbox below is a usual one
     sandbox = await Sandbox.builder("throughput").memory(MEMORY_MIB).create()
     data = os.urandom(SIZE)
-    started = time.perf_counter()
-    await sandbox.fs.write("/tmp/big", data)
-    to_guest = SIZE / (time.perf_counter() - started)
-    from_disk = await read_rate(sandbox, "/tmp/big")
-    cache = await sandbox.exec("sh", ["-c", "cat /tmp/big > /dev/null"])  # into the page cache
-    assert cache.exit_code == 0
-    cached = await read_rate(sandbox, "/tmp/big")
+    writes, cached_reads, disk_reads = [], [], []
+    for _ in range(ROUNDS):
+        started = time.perf_counter()
+        await sandbox.fs.write("/tmp/big", data)
+        writes.append(SIZE / (time.perf_counter() - started))
+        disk_reads.append(await read_rate(sandbox, "/tmp/big"))
+        cache = await sandbox.exec("sh", ["-c", "cat /tmp/big > /dev/null"])  # page cache
+        assert cache.exit_code == 0
+        cached_reads.append(await read_rate(sandbox, "/tmp/big"))
     await sandbox.remove()
-    return to_guest, cached, from_disk
+    median = statistics.median
+    return median(writes), median(cached_reads), median(disk_reads)
 
 
 async def main() -> None:
@@ -181,6 +201,7 @@ async def main() -> None:
     mib = 1 << 20
     emit(
         "fs_throughput_256mib",
+        rounds=ROUNDS,
         raw_host_to_guest_mib_s=round(raw_in / mib, 1),
         raw_guest_to_host_mib_s=round(raw_out / mib, 1),
         raw_host_to_guest_file_mib_s=round(raw_in_file / mib, 1),
