@@ -1,8 +1,8 @@
 /* fs.c — FS requests. `read` streams DATA under the host's window; `write` collects DATA
  * into a temporary file beside the target (with direct I/O where the file system has it)
- * and renames it over the target at EOF; the
- * other ops answer with one DONE (or ERROR). Paths must be absolute. Removal never
- * follows symlinks: it walks the tree with openat/fstatat/unlinkat and O_NOFOLLOW. */
+ * and renames it over the target at EOF; the other ops answer with one DONE (or ERROR).
+ * Paths must be absolute. Removal never follows symlinks: it walks the tree with
+ * openat/fstatat/unlinkat and O_NOFOLLOW. */
 #include "fs.h"
 
 #include <dirent.h>
