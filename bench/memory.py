@@ -20,25 +20,20 @@ IDLE_SECONDS = 3
 SANDBOXES = 4
 
 
-def smaps_kib(pid: int, field: str, guest_mib: int = 0) -> tuple[int, int]:
-    """(total, in guest RAM) of an smaps field: guest RAM is the mapping of exactly the
-    guest's memory size."""
-    total = guest = size = 0
+def usage(pid: int, guest_mib: int = 0) -> dict[str, int]:
+    """KiB resident ("Rss") and proportional ("Pss") of a process, and of those in guest
+    RAM ("guest Rss", "guest Pss"): the mapping of exactly its size. One read of smaps."""
+    totals = dict.fromkeys(("Rss", "Pss", "guest Rss", "guest Pss"), 0)
+    size = 0
     for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
-        if line.startswith("Size:"):
-            size = int(line.split()[1])
-        elif line.startswith(f"{field}:"):
-            value = int(line.split()[1])
-            total += value
+        field, _, value = line.partition(":")
+        if field == "Size":
+            size = int(value.split()[0])
+        elif field in ("Rss", "Pss"):
+            totals[field] += int(value.split()[0])
             if guest_mib and size == guest_mib * 1024:
-                guest += value
-    return total, guest
-
-
-def overhead_mib(qemu_pid: int, supervisor_pid: int, memory_mib: int, field: str) -> float:
-    qemu, guest = smaps_kib(qemu_pid, field, memory_mib)
-    supervisor, _ = smaps_kib(supervisor_pid, field)
-    return (qemu - guest + supervisor) / 1024
+                totals[f"guest {field}"] += int(value.split()[0])
+    return totals
 
 
 async def measure(memory_mib: int) -> dict[str, float | str]:
@@ -53,12 +48,12 @@ async def measure(memory_mib: int) -> dict[str, float | str]:
     for sandbox in sandboxes:
         record = Sandbox.inspect(sandbox.name)
         modes.add(record.boot_mode)
-        rss.append(overhead_mib(record.qemu_pid, record.supervisor_pid, memory_mib, "Rss"))
-        pss.append(overhead_mib(record.qemu_pid, record.supervisor_pid, memory_mib, "Pss"))
-        qemu_total, guest = smaps_kib(record.qemu_pid, "Rss", memory_mib)
-        qemu_rss.append(qemu_total / 1024)
-        guest_pages.append(guest / 1024)
-        supervisor_rss.append(smaps_kib(record.supervisor_pid, "Rss")[0] / 1024)
+        qemu, supervisor = usage(record.qemu_pid, memory_mib), usage(record.supervisor_pid)
+        rss.append((qemu["Rss"] - qemu["guest Rss"] + supervisor["Rss"]) / 1024)
+        pss.append((qemu["Pss"] - qemu["guest Pss"] + supervisor["Pss"]) / 1024)
+        qemu_rss.append(qemu["Rss"] / 1024)
+        guest_pages.append(qemu["guest Rss"] / 1024)
+        supervisor_rss.append(supervisor["Rss"] / 1024)
     for sandbox in sandboxes:
         await sandbox.remove()
     prefix = f"guest_{memory_mib}mib"
