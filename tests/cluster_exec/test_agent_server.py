@@ -4,10 +4,12 @@ the cluster path, auth refusals (401/403/404) as Status objects, and hostile inp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import ssl
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -164,13 +166,19 @@ async def test_a_plain_request_that_passes_the_checks_is_400(cluster: Cluster) -
     assert (code, status["reason"]) == (400, "BadRequest")
 
 
-async def test_an_oversized_message_closes_only_that_connection(cluster: Cluster) -> None:
+@contextlib.asynccontextmanager
+async def raw_connection(cluster: Cluster) -> AsyncIterator[aiohttp.ClientWebSocketResponse]:
+    """Alice's WebSocket to the agent's connect endpoint, without the SDK's framing."""
     async with aiohttp.ClientSession() as session:
-        socket = await session.ws_connect(
+        yield await session.ws_connect(
             cluster.endpoint + CONNECT,
             headers={"Authorization": f"Bearer {ALICE_TOKEN}"},
             ssl=pinned_context(cluster.ca),
         )
+
+
+async def test_an_oversized_message_closes_only_that_connection(cluster: Cluster) -> None:
+    async with raw_connection(cluster) as socket:
         await socket.send_bytes(b"\0" * (MAX_MESSAGE + 1))
         ends = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR)
         while (await socket.receive()).type not in ends:
@@ -186,12 +194,7 @@ async def test_an_oversized_message_closes_only_that_connection(cluster: Cluster
 
 
 async def test_a_text_message_closes_the_connection(cluster: Cluster) -> None:
-    async with aiohttp.ClientSession() as session:
-        socket = await session.ws_connect(
-            cluster.endpoint + CONNECT,
-            headers={"Authorization": f"Bearer {ALICE_TOKEN}"},
-            ssl=pinned_context(cluster.ca),
-        )
+    async with raw_connection(cluster) as socket:
         await socket.send_str("HELLO")
         message = await socket.receive()
         assert message.type is aiohttp.WSMsgType.CLOSE
