@@ -19,15 +19,14 @@ from corral._protocol import (
     PROTOCOL_VERSION,
     Fields,
     Frame,
-    FrameDecoder,
     FrameType,
     ProtocolError,
     decode_fields,
     encode_fields,
 )
 from corral._protocol.fields import Value
+from corral.node_agent.frame_socket import FrameSocket
 
-READ_CHUNK = 1 << 20
 ENTROPY_BYTES = 64
 
 
@@ -37,24 +36,19 @@ class GuestChannel:
     def __init__(self, listening: socket.socket) -> None:
         self.socket_path = Path(listening.getsockname())
         self._listening = listening
-        self._server: asyncio.AbstractServer | None = None
-        self._connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._decoder = FrameDecoder()
+        self._accepting: asyncio.Task[socket.socket] | None = None
+        self._guest: FrameSocket | None = None
 
     async def listen(self) -> None:
-        self._connected = asyncio.get_running_loop().create_future()
+        """Start waiting for QEMU's connection; `handshake` takes it."""
+        self._listening.setblocking(False)
+        loop = asyncio.get_running_loop()
+        self._accepting = asyncio.ensure_future(self._accept(loop))
 
-        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            if self._connected.done():
-                writer.close()
-                return
-            self._connected.set_result((reader, writer))
-
-        self._server = await asyncio.start_unix_server(
-            accept, sock=self._listening, limit=READ_CHUNK
-        )
+    async def _accept(self, loop: asyncio.AbstractEventLoop) -> socket.socket:
+        connection, _ = await loop.sock_accept(self._listening)
+        self._listening.close()  # QEMU's is the one connection; later ones are refused
+        return connection
 
     async def handshake(self, hostname: str = "") -> Fields:
         """Wait for QEMU to connect, greet the guest and return its HELLO fields.
@@ -62,7 +56,9 @@ class GuestChannel:
         The greeting gives the guest its identity: the time, fresh entropy and, when
         given, its hostname. A guest restored from a boot snapshot needs all three (its
         clock, random state and name are the snapshot's); a cold boot gets the same."""
-        self._reader, self._writer = await self._connected
+        assert self._accepting is not None
+        if self._guest is None:
+            self._guest = FrameSocket(await self._accepting)
         greeting: list[tuple[int, Value]] = [
             (1, PROTOCOL_VERSION),
             (2, time.time_ns()),
@@ -84,32 +80,20 @@ class GuestChannel:
         raise ProtocolError("guest channel closed during the handshake")
 
     def send(self, frame: Frame) -> None:
-        """Queue a frame for the guest; header and payload are written apart, so a
-        1 MiB payload is not copied to be joined to its header."""
-        if self._writer is None or self._writer.is_closing():
-            return
-        self._writer.write(frame.header())
-        self._writer.write(frame.payload)
+        """Queue a frame for the guest (dropped if QEMU is not, or no longer, there)."""
+        if self._guest is not None:
+            self._guest.send_frame(frame)
 
     async def frames(self) -> AsyncIterator[Frame]:
-        assert self._reader is not None
-        for frame in self._decoder.feed(b""):
+        assert self._guest is not None
+        async for frame in self._guest.frames():
             yield frame
-        while True:
-            try:
-                data = await self._reader.read(READ_CHUNK)
-            except ConnectionResetError:
-                return  # QEMU went away: the same as the guest closing the channel
-            if not data:
-                return
-            for frame in self._decoder.feed(data):
-                yield frame
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
-        if self._server is not None:
-            self._server.close()
+        if self._guest is not None:
+            self._guest.close()
+        if self._accepting is not None:
+            self._accepting.cancel()
         self._listening.close()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()

@@ -50,11 +50,11 @@ class Launched:
         return self.record.config
 
 
-def listen_unix(path: Path) -> socket.socket:
-    """A listening unix socket for QEMU's chardev to connect to."""
+def listen_unix(path: Path, backlog: int = 1) -> socket.socket:
+    """A listening unix socket: for QEMU's chardev (one connection) or for clients."""
     listening = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listening.bind(str(path))
-    listening.listen(1)
+    listening.listen(backlog)
     return listening
 
 

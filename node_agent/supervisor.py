@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sys
 import time
 import uuid
@@ -25,7 +26,6 @@ from corral._exec import ExecRequest
 from corral._protocol import (
     Fields,
     Frame,
-    FrameDecoder,
     FrameType,
     ProtocolError,
     decode_fields,
@@ -34,7 +34,8 @@ from corral._protocol import (
 from corral._state import StateStore
 from corral.node_agent import cgroups, rootfs
 from corral.node_agent.channel import GuestChannel
-from corral.node_agent.launch import Launched, fail, report
+from corral.node_agent.frame_socket import FrameSocket
+from corral.node_agent.launch import Launched, fail, listen_unix, report
 from corral.node_agent.router import GUEST, Outgoing, Router, error_frame
 from corral.node_agent.snapshot_record import record_snapshot
 from corral.node_agent.snapshots import Snapshot
@@ -44,8 +45,8 @@ MAIN_STREAM = 1
 BOOT_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
 EXIT_GRACE = 2.0  # how long a failed handshake waits to learn whether QEMU exited
-READ_CHUNK = 1 << 20
 MAX_CLIENT_BACKLOG = 64 << 20  # bytes queued for a client that does not read
+CLIENT_BACKLOG = 128  # connections waiting to be accepted: a burst of CLI calls
 OWNER_EXITED = "owner process exited"
 
 
@@ -75,13 +76,15 @@ class Supervisor:
         self.channel = GuestChannel(launched.channel)
         self.owner_pid = owner_pid
         self.router = Router()
-        self.clients: dict[int, asyncio.StreamWriter] = {}
+        self.clients: dict[int, FrameSocket] = {}
+        self.client_tasks: set[asyncio.Task[None]] = set()
         self.next_client = MAIN_CLIENT + 1
         self.stopping = False
         self.stop_reason = ""
         self.crash_reason = ""
         self.hello = Fields([])
-        self.api: asyncio.AbstractServer | None = None
+        self.api: socket.socket | None = None
+        self.accepting: asyncio.Task[None] | None = None
         self.qemu_exited: asyncio.Future[int] | None = None
 
     def watch_qemu(self) -> None:
@@ -126,9 +129,8 @@ class Supervisor:
                 problem = f"the guest did not come up: {self.qemu.describe_exit(code)}"
             self.qemu.kill()
             raise BootError(problem + self.discard_snapshot(), self.console_tail()) from exc
-        self.api = await asyncio.start_unix_server(
-            self.serve_client, path=str(self.dir / "api.sock"), limit=READ_CHUNK
-        )
+        self.api = listen_unix(self.dir / "api.sock", CLIENT_BACKLOG)
+        self.accepting = asyncio.ensure_future(self.accept_clients(self.api))
         # A restored guest's kernel boot ID is its snapshot's, the same in every sandbox
         # restored from it; this boot gets its own.
         boot_id = str(uuid.uuid4()) if self.restored_from else self.hello.str(4)
@@ -226,41 +228,43 @@ class Supervisor:
             if target == MAIN_CLIENT:
                 self.main_output(frame)
                 continue
-            writer = self.clients.get(target)
-            if writer is None or writer.is_closing():
+            peer = self.clients.get(target)
+            if peer is None or peer.closed:
                 continue
-            if writer.transport.get_write_buffer_size() > MAX_CLIENT_BACKLOG:
-                writer.transport.abort()  # it stopped reading: drop it and what it left queued
+            if peer.queued > MAX_CLIENT_BACKLOG:
+                peer.abort()  # it stopped reading: drop it and what it left queued
                 continue
-            writer.write(frame.encode())
+            peer.send_frame(frame)
 
-    async def serve_client(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
+    async def accept_clients(self, listening: socket.socket) -> None:
+        listening.setblocking(False)
+        loop = asyncio.get_running_loop()
+        while True:
+            connection, _ = await loop.sock_accept(listening)
+            task = asyncio.ensure_future(self.serve_client(FrameSocket(connection)))
+            self.client_tasks.add(task)
+            task.add_done_callback(self.client_tasks.discard)
+
+    async def serve_client(self, peer: FrameSocket) -> None:
         client = self.next_client
         self.next_client += 1
-        self.clients[client] = writer
-        decoder = FrameDecoder()
+        self.clients[client] = peer
         try:
-            while True:
-                data = await reader.read(READ_CHUNK)
-                if not data:
-                    break
-                for frame in decoder.feed(data):
-                    if frame.stream == 0:
-                        self.control(writer, frame)
-                    else:
-                        self.deliver(self.router.from_client(client, frame))
+            async for frame in peer.frames():
+                if frame.stream == 0:
+                    self.control(peer, frame)
+                else:
+                    self.deliver(self.router.from_client(client, frame))
         except ProtocolError as exc:
-            writer.write(error_frame(0, "Protocol", str(exc)).encode())
+            peer.send_frame(error_frame(0, "Protocol", str(exc)))
         except OSError:
             pass
         finally:
             del self.clients[client]
             self.deliver(self.router.client_gone(client))
-            writer.close()
+            peer.close()
 
-    def control(self, writer: asyncio.StreamWriter, frame: Frame) -> None:
+    def control(self, peer: FrameSocket, frame: Frame) -> None:
         if frame.type is FrameType.HELLO:
             fields: list[tuple[int, bytes | str | int]] = [
                 (tag, self.hello.get(tag) or b"") for tag in (1, 2, 3, 4)
@@ -271,7 +275,7 @@ class Supervisor:
             fields.append((12, self.config["user"] or self.defaults.user))
             image_argv = [*self.defaults.entrypoint, *self.defaults.cmd]
             fields += [(13, arg) for arg in image_argv]
-            writer.write(Frame(FrameType.HELLO, 0, encode_fields(fields)).encode())
+            peer.send_frame(Frame(FrameType.HELLO, 0, encode_fields(fields)))
         elif frame.type is FrameType.SHUTDOWN:
             self.request_stop("stopped by request")
         elif frame.type is FrameType.KILL:
@@ -308,8 +312,10 @@ class Supervisor:
         call_when_exited(pidfd, lambda: self.request_stop(OWNER_EXITED))
 
     async def close(self) -> None:
-        for writer in list(self.clients.values()):
-            writer.close()
+        for peer in list(self.clients.values()):
+            peer.close()
+        if self.accepting is not None:
+            self.accepting.cancel()
         if self.api is not None:
             self.api.close()
         with contextlib.suppress(FileNotFoundError):
