@@ -37,6 +37,7 @@ static struct {
 	int is_char;
 	enum chan_state state;
 	int lost;          /* a write found the host gone */
+	int held;          /* on_frame refused the frame at the head of the input */
 	int ever_opened;
 	int unannounced;   /* opened by chan_configure: CH_OPENED is still to be reported */
 	int64_t retry_at;
@@ -145,6 +146,7 @@ static enum chan_event try_open(int64_t now)
 	if (open_channel() == 0) {
 		ch.state = UP;
 		ch.lost = 0;
+		ch.held = 0;
 		ch.inlen = 0;
 		ch.ever_opened = 1;
 		return CH_OPENED;
@@ -168,6 +170,7 @@ static enum chan_event host_gone(int64_t now)
 {
 	ch.inlen = 0;
 	ch.lost = 0;
+	ch.held = 0;
 	if (ch.is_char)
 		ch.state = IDLE;
 	else
@@ -202,10 +205,12 @@ static int fill_input(void)
 	return 0;
 }
 
-static enum chan_event read_frames(void (*on_frame)(const struct frame *), int64_t now)
+/* A held frame is offered again before anything more is read. */
+static enum chan_event read_frames(int (*on_frame)(const struct frame *), int64_t now)
 {
-	int gone = fill_input();
+	int gone = ch.held ? 0 : fill_input();
 	size_t off = 0;
+	ch.held = 0;
 	while (ch.inlen - off >= FRAME_HDR) {
 		struct frame f;
 		if (frame_header(inbuf + off, &f) < 0) {
@@ -215,8 +220,11 @@ static enum chan_event read_frames(void (*on_frame)(const struct frame *), int64
 		}
 		if (ch.inlen - off < FRAME_HDR + (size_t)f.len)
 			break;
+		if (on_frame(&f) < 0) {
+			ch.held = 1;
+			break;
+		}
 		off += FRAME_HDR + (size_t)f.len;
-		on_frame(&f);
 		if (ch.lost)
 			return host_gone(now);
 	}
@@ -227,7 +235,7 @@ static enum chan_event read_frames(void (*on_frame)(const struct frame *), int64
 
 void chan_poll_add(struct pollset *ps)
 {
-	ch.pi = ch.state == UP ? pollset_add(ps, ch.fd, POLLIN) : -1;
+	ch.pi = ch.state == UP && !ch.held ? pollset_add(ps, ch.fd, POLLIN) : -1;
 }
 
 int64_t chan_deadline(void)
@@ -241,7 +249,7 @@ int64_t chan_deadline(void)
 	return -1;
 }
 
-enum chan_event chan_service(const struct pollset *ps, void (*on_frame)(const struct frame *))
+enum chan_event chan_service(const struct pollset *ps, int (*on_frame)(const struct frame *))
 {
 	int64_t now = now_ms();
 	if (ch.unannounced) {
@@ -260,7 +268,7 @@ enum chan_event chan_service(const struct pollset *ps, void (*on_frame)(const st
 		return CH_NONE;
 	}
 	case UP:
-		if (pollset_revents(ps, ch.pi))
+		if (ch.held || pollset_revents(ps, ch.pi))
 			return read_frames(on_frame, now);
 	}
 	return CH_NONE;

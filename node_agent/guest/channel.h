@@ -23,8 +23,10 @@ void chan_configure(const char *path);
 void chan_poll_add(struct pollset *ps);
 /* When the channel next needs the loop to wake up (ms), or -1. */
 int64_t chan_deadline(void);
-/* Opens, probes or reads the channel; every complete frame goes to on_frame. */
-enum chan_event chan_service(const struct pollset *ps, void (*on_frame)(const struct frame *));
+/* Opens, probes or reads the channel; every complete frame goes to on_frame. When
+ * on_frame returns -1 the frame stays at the head of the input, which is not read
+ * further: each later chan_service offers it again. */
+enum chan_event chan_service(const struct pollset *ps, int (*on_frame)(const struct frame *));
 
 /* Writes one whole frame, blocking until done; -1 when the channel is gone. */
 int chan_send(const unsigned char *p, size_t n);

@@ -10,12 +10,16 @@
 
 /* Runs an FS request; read and write stay open as streams, the rest answer at once. */
 void fs_start(uint32_t id, const unsigned char *p, size_t n);
-/* A DATA frame for a write stream. */
-void fs_data(struct stream *s, const unsigned char *p, size_t n, int eof);
+/* A DATA frame for a write stream; -1 when it cannot be taken yet (every stage of the
+ * write is in flight): the frame is to be offered again after fs_io_service. */
+int fs_data(struct stream *s, const unsigned char *p, size_t n, int eof);
 /* Closes the file (a write's temporary file is removed) and frees the stream. */
 void fs_abort(struct stream *s);
 
 void fs_poll_add(struct stream *s, struct pollset *ps);
 void fs_service(struct stream *s, const struct pollset *ps);
+/* The completions of asynchronous writes, for every write stream at once. */
+void fs_io_poll_add(struct pollset *ps);
+void fs_io_service(const struct pollset *ps);
 
 #endif

@@ -148,14 +148,15 @@ static void on_open(const struct frame *f)
 }
 
 /* Frames addressed to an open stream. A stream the agent does not know may just have
- * ended (the host's WINDOW or STDIN can cross our EXIT): those frames are ignored. */
-static void on_stream_frame(const struct frame *f)
+ * ended (the host's WINDOW or STDIN can cross our EXIT): those frames are ignored.
+ * -1: DATA that a write cannot take yet (see fs_data). */
+static int on_stream_frame(const struct frame *f)
 {
 	struct stream *s = stream_find(f->stream);
 	if (!s) {
 		if (f->stream == 0)
 			protocol_error(0, "frame type 0x%02x needs a stream", f->type);
-		return;
+		return 0;
 	}
 	int eof = f->flags & FLAG_EOF;
 	int64_t inc;
@@ -176,7 +177,7 @@ static void on_stream_frame(const struct frame *f)
 		if (s->kind != S_WRITE)
 			protocol_error(f->stream, "DATA on a stream that is not an FS write");
 		else
-			fs_data(s, f->payload, f->len, eof);
+			return fs_data(s, f->payload, f->len, eof);
 		break;
 	case T_WINDOW:
 		if (fields_int(f->payload, f->len, 1, &inc) != 1 || flow_grant(s, inc) < 0)
@@ -186,6 +187,7 @@ static void on_stream_frame(const struct frame *f)
 		stream_fail(s, "Cancelled", 0, "cancelled");
 		break;
 	}
+	return 0;
 }
 
 static void on_shutdown(void)
@@ -236,10 +238,10 @@ static int check_frame(const struct frame *f)
 	return -1;
 }
 
-static void on_frame(const struct frame *f)
+static int on_frame(const struct frame *f)
 {
 	if (check_frame(f) < 0)
-		return;
+		return 0;
 	switch (f->type) {
 	case T_HELLO:
 		on_hello(f);
@@ -257,12 +259,12 @@ static void on_frame(const struct frame *f)
 	case T_DATA:
 	case T_WINDOW:
 	case T_CANCEL:
-		on_stream_frame(f);
-		break;
+		return on_stream_frame(f);
 	case T_SHUTDOWN:
 		on_shutdown();
 		break;
 	}
+	return 0;
 }
 
 /* ---- the loop ---- */
@@ -309,6 +311,7 @@ static _Noreturn void serve(int sigfd)
 		ps.n = 0;
 		int si = pollset_add(&ps, sigfd, POLLIN);
 		chan_poll_add(&ps);
+		fs_io_poll_add(&ps);
 		int64_t deadline = chan_deadline();
 		for (int i = 0; i < MAX_STREAMS; i++) {
 			struct stream *s = stream_at(i);
@@ -339,6 +342,7 @@ static _Noreturn void serve(int sigfd)
 			else if (s)
 				fs_service(s, &ps);
 		}
+		fs_io_service(&ps); /* before the channel: a held DATA frame may now go in */
 		on_channel(chan_service(&ps, on_frame));
 	}
 }

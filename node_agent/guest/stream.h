@@ -35,12 +35,19 @@ struct read_state {
 	int pi;
 };
 
+struct stage; /* fs.c */
+
 struct write_state {
 	int fd;
 	char *tmp, *path;
-	int64_t size;
-	unsigned char *stage; /* aligned buffer for direct writes; NULL: buffered (fs.c) */
-	size_t staged;
+	int64_t size;         /* bytes received */
+	int direct;           /* staged and written asynchronously; 0: buffered (fs.c) */
+	struct stage *stage;  /* the stage being filled; NULL while all are in flight */
+	size_t staged;        /* bytes in it */
+	int64_t offset;       /* its place in the file */
+	int inflight;         /* stages being written */
+	int64_t withheld;     /* credit held back while every stage is in flight */
+	int eof;
 };
 
 struct stream {

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
 import hashlib
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from corral import FsError, Sandbox
+from corral._protocol import FrameType, decode_fields
 
 pytestmark = pytest.mark.vm
 
@@ -44,6 +49,109 @@ async def test_sizes_around_the_direct_write_alignment_arrive_intact(
         assert (digest, mode) == (hashlib.sha256(data).hexdigest(), "640")
         assert await sb.fs.read(path) == data
         await sb.fs.remove(path)
+
+
+async def _pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+async def test_concurrent_large_writes_beyond_the_stage_budget_arrive_intact(sb: Sandbox) -> None:
+    # Ten writes at once ask for more direct-I/O stages than the agent's budget (eight):
+    # some are written buffered, the others share the stages. Pieces of 300,000 bytes
+    # make DATA frames straddle the 1 MiB stages.
+    mib = 1 << 20
+    blobs = [os.urandom(6 * mib + 4096 * index + index) for index in range(10)]
+    paths = [f"/tmp/concurrent-{index}" for index in range(len(blobs))]
+    writes = [sb.fs.write_chunks(p, _pieces(d, 300_000)) for p, d in zip(paths, blobs, strict=True)]
+    sizes = await asyncio.gather(*writes)
+    assert sizes == [len(data) for data in blobs]
+    out = await sb.exec("sha256sum", paths)
+    digests = [line.split()[0] for line in out.stdout.decode().splitlines()]
+    assert digests == [hashlib.sha256(data).hexdigest() for data in blobs]
+    assert not [e.name for e in await sb.fs.list("/tmp") if e.name.startswith(".corral-write")]
+    await sb.shell("rm /tmp/concurrent-*")
+
+
+async def test_a_write_cut_off_mid_transfer_leaves_no_temporary_file(
+    sb: Sandbox, shared_sandbox: str
+) -> None:
+    await sb.fs.mkdir("/tmp/cut", parents=True)
+    writer = await Sandbox.get(shared_sandbox)
+
+    async def endless() -> AsyncIterator[bytes]:
+        chunk = os.urandom(1 << 20)
+        while True:
+            yield chunk
+
+    async def temporary_sizes() -> list[int]:
+        entries = await sb.fs.list("/tmp/cut")
+        return [entry.size for entry in entries if entry.name.startswith(".corral-write.")]
+
+    task = asyncio.create_task(writer.fs.write_chunks("/tmp/cut/file", endless()))
+    sizes: list[int] = []
+    for _ in range(600):
+        sizes = await temporary_sizes()
+        if sizes and sizes[0] > 16 << 20:
+            break
+        await asyncio.sleep(0.05)
+    assert sizes and sizes[0] > 16 << 20
+    # Well into the transfer, with direct writes in flight, the client goes away: the
+    # supervisor cancels the write in the guest.
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await writer.close()
+    for _ in range(200):
+        if not await temporary_sizes():
+            break
+        await asyncio.sleep(0.05)
+    assert await sb.fs.list("/tmp/cut") == []
+    data = os.urandom(5 << 20)
+    assert await sb.fs.write("/tmp/cut/after", data) == len(data)
+    assert await sb.fs.read("/tmp/cut/after") == data
+    await sb.fs.remove("/tmp/cut", recursive=True)
+
+
+async def test_a_write_cancelled_while_its_stages_are_written_leaves_no_temporary_file(
+    sb: Sandbox,
+) -> None:
+    # CANCEL right behind 6 MiB of DATA reaches the agent while stages are being written:
+    # it must drop the file at once and free those stages only when their writes complete.
+    await sb.fs.mkdir("/tmp/cancelled", parents=True)
+    for _ in range(3):
+        stream = sb._connection.open_stream()
+        await stream.send(FrameType.FS, [(1, "write"), (2, "/tmp/cancelled/f")])
+        await stream.send_data(FrameType.DATA, os.urandom(6 << 20))
+        await stream.send(FrameType.CANCEL)
+        reply = await stream.receive()
+        stream.close()
+        assert reply.type is FrameType.ERROR
+        assert decode_fields(reply.payload).str(1) == "Cancelled"
+        assert await sb.fs.list("/tmp/cancelled") == []
+    data = os.urandom(9 << 20)
+    assert await sb.fs.write("/tmp/cancelled/f", data) == len(data)
+    assert await sb.fs.read("/tmp/cancelled/f") == data
+    await sb.fs.remove("/tmp/cancelled", recursive=True)
+
+
+async def test_a_write_that_runs_out_of_space_fails_and_leaves_nothing(corral_home: Path) -> None:
+    # The smallest upper disk (64 MiB) fills up under a direct-I/O write to the overlay
+    # root; a tmpfs would not do, having no direct I/O.
+    async with await Sandbox.builder("fs-full").disk(64).create() as sb:
+        await sb.fs.mkdir("/tmp/full", parents=True)
+        with pytest.raises(FsError) as error:
+            await sb.fs.write("/tmp/full/f", os.urandom(96 << 20))
+        assert (error.value.kind, error.value.errno) == ("Io", errno.ENOSPC)
+        assert "/tmp/full/f: No space left on device" in str(error.value)
+        assert await sb.fs.list("/tmp/full") == []
+        data = os.urandom(32 << 20)
+        for _ in range(50):  # the space comes back as the writes still in flight complete
+            with contextlib.suppress(FsError):
+                await sb.fs.write("/tmp/full/g", data)
+                break
+            await asyncio.sleep(0.2)
+        assert await sb.fs.read("/tmp/full/g") == data
 
 
 async def test_mode_stat_and_list(sb: Sandbox) -> None:
