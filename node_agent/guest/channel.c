@@ -25,7 +25,7 @@
 #define PORT_WAIT_MS 10000
 #define REOPEN_RETRY_MS 100
 #define IN_CAP (2 * (FRAME_HDR + FRAME_MAX_PAYLOAD))
-#define READ_BURST (1u << 20)
+#define READ_BURST (1u << 20) /* read before the rest of the loop has a turn */
 #define PORT_BUF 4096 /* the most a virtio port hands out per read: one page-sized buffer */
 #define READ_IOVS 64
 
@@ -44,9 +44,15 @@ static struct {
 	int64_t first_try;
 	int pi;
 	size_t inlen;
+	/* The payload of the frame at the head of the input, read straight to where its
+	 * stream keeps it (see place_head); inbuf holds only its header meanwhile. */
+	unsigned char *place; /* NULL: payloads are read into inbuf */
+	size_t placed;        /* payload bytes already there */
+	int dropping;         /* its stream went away: place is the sink, not delivered */
 } ch = {.fd = -1, .pi = -1};
 
 static unsigned char inbuf[IN_CAP];
+static unsigned char sink[DATA_MAX_PAYLOAD];
 static unsigned char databuf[FRAME_HDR + DATA_MAX_PAYLOAD];
 
 /* Finds /dev/<vportNpM> whose sysfs name is corral.0. getdents on a stack buffer, not
@@ -139,6 +145,15 @@ static void close_channel(int64_t retry_at)
 	ch.retry_at = retry_at;
 }
 
+static void input_reset(void)
+{
+	ch.inlen = 0;
+	ch.held = 0;
+	ch.place = NULL;
+	ch.placed = 0;
+	ch.dropping = 0;
+}
+
 static enum chan_event try_open(int64_t now)
 {
 	if (!ch.first_try)
@@ -146,8 +161,7 @@ static enum chan_event try_open(int64_t now)
 	if (open_channel() == 0) {
 		ch.state = UP;
 		ch.lost = 0;
-		ch.held = 0;
-		ch.inlen = 0;
+		input_reset();
 		ch.ever_opened = 1;
 		return CH_OPENED;
 	}
@@ -168,9 +182,8 @@ void chan_configure(const char *path)
 /* The host went away: keep a character device for probing, drop a socket. */
 static enum chan_event host_gone(int64_t now)
 {
-	ch.inlen = 0;
+	input_reset();
 	ch.lost = 0;
-	ch.held = 0;
 	if (ch.is_char)
 		ch.state = IDLE;
 	else
@@ -178,59 +191,140 @@ static enum chan_event host_gone(int64_t now)
 	return CH_EOF;
 }
 
-/* Reads what is there, up to READ_BURST; 1 when the host has gone. A virtio port hands
- * out one 4 KiB buffer per read call, and readv of a port is a loop of such reads in one
- * system call (it stops at the first short one), so page-sized iovecs take up to
- * READ_IOVS buffers per call instead of one: a system call costs microseconds under TCG. */
-static int fill_input(void)
+/* One readv of what is there: bytes read, 0 when there is nothing, -1 when the host has
+ * gone. A virtio port hands out one 4 KiB buffer per read call, and readv of a port is a
+ * loop of such reads in one system call (it stops at the first short one), so page-sized
+ * iovecs take up to READ_IOVS buffers per call instead of one: a system call costs
+ * microseconds under TCG. The rest of a placed payload goes first, to its place, and one
+ * buffer more at most into inbuf, so the next frame's header arrives and its payload can
+ * be placed too; so does a header that is still incomplete. */
+static ssize_t read_some(const struct frame *head)
 {
-	size_t got = 0;
-	while (got < READ_BURST && ch.inlen < sizeof inbuf) {
-		struct iovec iov[READ_IOVS];
-		int n = 0;
-		for (size_t at = ch.inlen; n < READ_IOVS && at < sizeof inbuf; at += PORT_BUF) {
-			size_t room = sizeof inbuf - at;
-			iov[n++] = (struct iovec){inbuf + at, room < PORT_BUF ? room : PORT_BUF};
+	struct iovec iov[READ_IOVS];
+	int n = 0, limit = READ_IOVS;
+	if (ch.place) {
+		size_t at = ch.placed;
+		for (; n < READ_IOVS - 1 && at < head->len; at += PORT_BUF) {
+			size_t left = head->len - at;
+			iov[n++] = (struct iovec){ch.place + at, left < PORT_BUF ? left : PORT_BUF};
 		}
-		ssize_t r = readv(ch.fd, iov, n);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0 && errno == EAGAIN)
-			return 0;
-		if (r <= 0)
-			return 1;
-		ch.inlen += (size_t)r;
-		got += (size_t)r;
+		limit = at < head->len ? n : n + 1; /* inbuf only past the payload's end */
+	} else if (ch.inlen < FRAME_HDR) {
+		limit = 1;
 	}
-	return 0;
+	for (size_t at = ch.inlen; n < limit && at < sizeof inbuf; at += PORT_BUF) {
+		size_t room = sizeof inbuf - at;
+		iov[n++] = (struct iovec){inbuf + at, room < PORT_BUF ? room : PORT_BUF};
+	}
+	ssize_t r;
+	do
+		r = readv(ch.fd, iov, n);
+	while (r < 0 && errno == EINTR);
+	if (r < 0 && errno == EAGAIN)
+		return 0;
+	if (r <= 0)
+		return -1;
+	size_t to_place = 0;
+	if (ch.place) {
+		to_place = head->len - ch.placed < (size_t)r ? head->len - ch.placed : (size_t)r;
+		ch.placed += to_place;
+	}
+	ch.inlen += (size_t)r - to_place;
+	return r;
 }
 
-/* A held frame is offered again before anything more is read. */
-static enum chan_event read_frames(int (*on_frame)(const struct frame *), int64_t now)
+/* Hands every complete frame to on_frame and keeps the incomplete rest; -1 when the
+ * channel was dropped for a corrupt header. */
+static int take_frames(int (*on_frame)(const struct frame *), int64_t now)
 {
-	int gone = ch.held ? 0 : fill_input();
 	size_t off = 0;
-	ch.held = 0;
 	while (ch.inlen - off >= FRAME_HDR) {
 		struct frame f;
 		if (frame_header(inbuf + off, &f) < 0) {
 			say("corrupt frame header (length %u), reopening the channel", f.len);
 			close_channel(now);
-			return CH_CORRUPT;
+			return -1;
 		}
-		if (ch.inlen - off < FRAME_HDR + (size_t)f.len)
+		size_t held_here = f.len; /* payload bytes of this frame in inbuf */
+		if (off == 0 && ch.place) {
+			if (ch.placed < f.len)
+				break;
+			f.payload = ch.place;
+			held_here = 0;
+		} else if (ch.inlen - off < FRAME_HDR + (size_t)f.len) {
 			break;
-		if (on_frame(&f) < 0) {
+		}
+		if (!(off == 0 && ch.dropping) && on_frame(&f) < 0) {
 			ch.held = 1;
 			break;
 		}
-		off += FRAME_HDR + (size_t)f.len;
+		if (off == 0) {
+			ch.place = NULL;
+			ch.placed = 0;
+			ch.dropping = 0;
+		}
+		off += FRAME_HDR + held_here;
+		if (ch.lost)
+			break;
+	}
+	if (off) {
+		memmove(inbuf, inbuf + off, ch.inlen - off);
+		ch.inlen -= off;
+	}
+	return 0;
+}
+
+/* A DATA payload still to come for the frame at the head of the input goes straight to
+ * the place its stream gives (a write's stage: that spares copying every byte written
+ * once more under TCG). Asked again before each read: when the answer changes, the
+ * stream has gone, and the rest of the payload is read into the sink and dropped. */
+static void place_head(const struct frame *head, unsigned char *(*place)(const struct frame *))
+{
+	if (ch.dropping)
+		return;
+	unsigned char *dest = place(head);
+	if (ch.place && dest != ch.place) {
+		ch.place = sink;
+		ch.dropping = 1;
+	} else if (!ch.place && dest) {
+		size_t have = ch.inlen - FRAME_HDR;
+		memcpy(dest, inbuf + FRAME_HDR, have);
+		ch.place = dest;
+		ch.placed = have;
+		ch.inlen = FRAME_HDR;
+	}
+}
+
+/* A held frame is offered again before anything more is read; then reads and frames
+ * alternate, up to READ_BURST bytes. */
+static enum chan_event read_frames(int (*on_frame)(const struct frame *),
+				   unsigned char *(*place)(const struct frame *), int64_t now)
+{
+	size_t got = 0;
+	if (ch.held) {
+		ch.held = 0;
+		if (take_frames(on_frame, now) < 0)
+			return CH_CORRUPT;
 		if (ch.lost)
 			return host_gone(now);
 	}
-	memmove(inbuf, inbuf + off, ch.inlen - off);
-	ch.inlen -= off;
-	return gone ? host_gone(now) : CH_NONE;
+	while (!ch.held && got < READ_BURST && ch.inlen < sizeof inbuf) {
+		struct frame head = {0};
+		if (ch.inlen >= FRAME_HDR && frame_header(inbuf, &head) == 0 &&
+		    ch.inlen - FRAME_HDR < head.len)
+			place_head(&head, place);
+		ssize_t r = read_some(&head);
+		if (r == 0)
+			break;
+		if (r < 0)
+			return host_gone(now);
+		got += (size_t)r;
+		if (take_frames(on_frame, now) < 0)
+			return CH_CORRUPT;
+		if (ch.lost)
+			return host_gone(now);
+	}
+	return CH_NONE;
 }
 
 void chan_poll_add(struct pollset *ps)
@@ -249,7 +343,8 @@ int64_t chan_deadline(void)
 	return -1;
 }
 
-enum chan_event chan_service(const struct pollset *ps, int (*on_frame)(const struct frame *))
+enum chan_event chan_service(const struct pollset *ps, int (*on_frame)(const struct frame *),
+			     unsigned char *(*place)(const struct frame *))
 {
 	int64_t now = now_ms();
 	if (ch.unannounced) {
@@ -269,7 +364,7 @@ enum chan_event chan_service(const struct pollset *ps, int (*on_frame)(const str
 	}
 	case UP:
 		if (ch.held || pollset_revents(ps, ch.pi))
-			return read_frames(on_frame, now);
+			return read_frames(on_frame, place, now);
 	}
 	return CH_NONE;
 }

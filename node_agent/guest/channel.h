@@ -25,8 +25,12 @@ void chan_poll_add(struct pollset *ps);
 int64_t chan_deadline(void);
 /* Opens, probes or reads the channel; every complete frame goes to on_frame. When
  * on_frame returns -1 the frame stays at the head of the input, which is not read
- * further: each later chan_service offers it again. */
-enum chan_event chan_service(const struct pollset *ps, int (*on_frame)(const struct frame *));
+ * further: each later chan_service offers it again. place, asked about a frame whose
+ * header has come and payload has not, may name where that payload is to be read: room
+ * for all of it, which must stay valid until the frame is handed over while place keeps
+ * giving the same answer (a different one drops the frame: its stream has gone). */
+enum chan_event chan_service(const struct pollset *ps, int (*on_frame)(const struct frame *),
+			     unsigned char *(*place)(const struct frame *));
 
 /* Writes one whole frame, blocking until done; -1 when the channel is gone. */
 int chan_send(const unsigned char *p, size_t n);

@@ -403,7 +403,8 @@ static int stage_copy(struct stream *s, const unsigned char *p, size_t n)
 	struct write_state *w = &s->wr;
 	while (n) {
 		size_t take = STAGE_SIZE - w->staged < n ? STAGE_SIZE - w->staged : n;
-		memcpy(w->stage->buf + w->staged, p, take);
+		if (p != w->stage->buf + w->staged) /* else the channel read it in place */
+			memcpy(w->stage->buf + w->staged, p, take);
 		w->staged += take;
 		p += take;
 		n -= take;
@@ -469,6 +470,14 @@ static void write_finish(struct stream *s)
 	free(w->tmp);
 	w->tmp = NULL;
 	fs_abort(s);
+}
+
+unsigned char *fs_place(struct stream *s, size_t n)
+{
+	struct write_state *w = &s->wr;
+	if (!w->direct || w->eof || !w->stage || n > STAGE_SIZE - w->staged)
+		return NULL;
+	return w->stage->buf + w->staged;
 }
 
 int fs_data(struct stream *s, const unsigned char *p, size_t n, int eof)

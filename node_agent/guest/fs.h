@@ -13,6 +13,10 @@ void fs_start(uint32_t id, const unsigned char *p, size_t n);
 /* A DATA frame for a write stream; -1 when it cannot be taken yet (every stage of the
  * write is in flight): the frame is to be offered again after fs_io_service. */
 int fs_data(struct stream *s, const unsigned char *p, size_t n, int eof);
+/* Where the n payload bytes of the next DATA frame for a write stream can be read
+ * straight into, sparing their copy: the free part of the stage being filled when they
+ * all fit there; else NULL. fs_data then finds them in place. */
+unsigned char *fs_place(struct stream *s, size_t n);
 /* Closes the file (a write's temporary file is removed) and frees the stream. */
 void fs_abort(struct stream *s);
 

@@ -267,6 +267,16 @@ static int on_frame(const struct frame *f)
 	return 0;
 }
 
+/* Where a DATA frame's payload can be read straight into (see fs_place); NULL for any
+ * frame on_frame would not hand to a write as it is. */
+static unsigned char *place_payload(const struct frame *f)
+{
+	if (f->type != T_DATA || f->len > DATA_MAX_PAYLOAD || !handshaken)
+		return NULL;
+	struct stream *s = stream_find(f->stream);
+	return s && s->kind == S_WRITE ? fs_place(s, f->len) : NULL;
+}
+
 /* ---- the loop ---- */
 
 static void reap(int sigfd)
@@ -343,7 +353,7 @@ static _Noreturn void serve(int sigfd)
 				fs_service(s, &ps);
 		}
 		fs_io_service(&ps); /* before the channel: a held DATA frame may now go in */
-		on_channel(chan_service(&ps, on_frame));
+		on_channel(chan_service(&ps, on_frame, place_payload));
 	}
 }
 
