@@ -441,12 +441,15 @@ static int stage_finish(struct write_state *w)
 }
 
 /* Credit for n consumed bytes; held back while every stage of the write is in flight, so
- * the host stops sending, and useless after EOF. */
+ * the host stops sending, and useless after EOF. It goes back a quarter of the window at
+ * a time: each WINDOW frame costs a wakeup of QEMU, the supervisor and the client, and
+ * the host still has three quarters in hand meanwhile. */
+#define CREDIT_STEP (WINDOW_SIZE / 4)
 static void write_credit(struct stream *s, int64_t n)
 {
 	struct write_state *w = &s->wr;
 	w->withheld += n;
-	if (w->eof || !w->withheld || (w->direct && !w->stage))
+	if (w->eof || w->withheld < CREDIT_STEP || (w->direct && !w->stage))
 		return;
 	flow_consume(s, (size_t)w->withheld, 1);
 	w->withheld = 0;
