@@ -137,8 +137,10 @@ class FrameSocket:
             self._sock.close()
 
     def abort(self) -> None:
-        """Close at once, dropping what is queued: for a peer that stopped reading."""
+        """Close at once, dropping what is queued: for a peer that stopped reading.
+        Also ends a `close` that is still waiting for the queue to drain."""
+        self.close()
+        self._stop_writing()
         self._outgoing.clear()
         self.queued = 0
-        self._stop_writing()
-        self.close()
+        self._sock.close()

@@ -73,6 +73,17 @@ async def test_abort_drops_what_is_queued() -> None:
     theirs.close()
 
 
+async def test_abort_after_close_closes_a_socket_still_draining() -> None:
+    ours, theirs = socket.socketpair()
+    peer = FrameSocket(ours)
+    peer.send(os.urandom(8 << 20))
+    peer.close()  # waits for the peer to read the queue, which it never does
+    assert ours.fileno() >= 0
+    peer.abort()
+    assert ours.fileno() == -1
+    theirs.close()
+
+
 async def test_close_ends_a_read_in_progress() -> None:
     ours, theirs = socket.socketpair()
     peer = FrameSocket(ours)
