@@ -49,6 +49,7 @@ async def raw_vm(
         disks=disks or [],
         kernel_args=kernel_args or [],
         tsc_khz=assets.tsc_khz,
+        qemu=assets.qemu,
     )
     return spec, channel
 

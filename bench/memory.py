@@ -5,11 +5,13 @@ Four idle sandboxes of each size run at once (restored from their shape's boot s
 as new sandboxes are). Two figures per sandbox: resident size (RSS), which counts the
 QEMU binary, libpython and every shared library in full for each process, and
 proportional size (PSS), which shares those pages among the processes mapping them —
-what each further sandbox costs the host."""
+what each further sandbox costs the host. Baseline, in the same run: the same sandboxes
+on the distribution's full `qemu-system-x86_64` instead of Corral's minimal build."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import statistics
 from pathlib import Path
 
@@ -67,12 +69,37 @@ async def measure(memory_mib: int) -> dict[str, float | str]:
     }
 
 
+def use_distro_qemu(home: Path) -> None:
+    """Point `home` at the same assets minus Corral's QEMU build: the runtime then runs
+    the `qemu-system-x86_64` on PATH."""
+    assets = home / "assets"
+    manifest = json.loads((assets / "current.json").read_text())
+    manifest.pop("qemu", None)
+    assets.unlink()
+    assets.mkdir()
+    (assets / "current.json").write_text(json.dumps(manifest))
+
+
 async def main() -> None:
     with bench_home():
         figures = {**await measure(128), **await measure(256)}
+    with bench_home() as home:
+        use_distro_qemu(home)
+        baseline = {**await measure(128), **await measure(256)}
+    ratios = {
+        f"guest_{size}mib_overhead_{kind}_vs_distro_qemu": round(
+            float(figures[f"guest_{size}mib_overhead_{kind}_mib"])
+            / float(baseline[f"guest_{size}mib_overhead_{kind}_mib"]),
+            3,
+        )
+        for size in (128, 256)
+        for kind in ("rss", "pss")
+    }
     emit(
         "idle_sandbox_memory",
         sandboxes_at_once=SANDBOXES,
         **figures,
+        **{f"distro_qemu_{key}": value for key, value in baseline.items()},
+        **ratios,
         target_overhead_mib=40,
     )

@@ -1,9 +1,11 @@
-"""The boot assets the setup step built: guest kernels, initramfs, default image.
+"""The boot assets the setup step built: QEMU, guest kernels, initramfs, default image.
 
 Setup records them in `$CORRAL_HOME/assets/current.json`; the runtime reads only that
 file, so a sandbox never depends on how the assets were made. The top-level `kernel` and
 `initramfs` are the default variant (the project's own kernel); `kernels` adds the
-others by name, e.g. `debian-cloud`, each with the initramfs that boots it.
+others by name, e.g. `debian-cloud`, each with the initramfs that boots it. `qemu` is
+the project's minimal build (scripts/build-qemu.sh); a manifest without one runs the
+`qemu-system-x86_64` on PATH.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ class Assets:
     kernel_acpi: bool = False
     kernel_args: tuple[str, ...] = ()
     kernels: Mapping[str, KernelVariant] = field(default_factory=dict)
+    qemu: Path | None = None  # the project's QEMU build; None: the one on PATH
 
     @classmethod
     def load(cls, assets_dir: Path, kernel: str | None = None) -> Assets:
@@ -86,8 +89,11 @@ class Assets:
             kernel_acpi=chosen.acpi,
             kernel_args=chosen.args,
             kernels=kernels,
+            qemu=Path(data["qemu"]) if "qemu" in data else None,
         )
-        for path in (assets.kernel, assets.initramfs, assets.default_image):
+        for path in (assets.kernel, assets.initramfs, assets.default_image, assets.qemu):
+            if path is None:
+                continue
             if not path.exists():
                 raise BootError(f"boot asset {path} is missing: {SETUP_HINT}")
         return assets

@@ -89,6 +89,7 @@ def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
         tsc_khz=guest_tsc_khz(assets.tsc_khz),
         acpi=assets.kernel_acpi,
         qmp_socket=directory / "qmp.sock",
+        qemu=assets.qemu,
     )
     restored_from, record_to = prepare_upper(spec, paths.images, config["disk_mib"])
     if restored_from is not None:

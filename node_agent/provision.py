@@ -1,7 +1,8 @@
 """Provisioning the boot assets: guest kernels, agent + initramfs, default image.
 
 Run by `scripts/setup` (idempotent and cached: a re-run with nothing changed takes
-seconds). The default kernel is built by scripts/build-kernel.sh (cached by config hash),
+seconds). QEMU is built by scripts/build-qemu.sh (cached by source version and
+configuration), the default kernel by scripts/build-kernel.sh (cached by config hash),
 the agent by node_agent/guest/Makefile; the default image is a busybox root made from
 Debian's busybox-static. The fallback kernel variant is Debian's cloud kernel (installed
 with apt-get when missing) with an initramfs that adds the modules it needs to the
@@ -66,6 +67,13 @@ def build_kernel() -> tuple[Path, dict[str, object]]:
     vmlinux = Path(result.stdout.strip().splitlines()[-1])
     meta = json.loads((vmlinux.parent / "kernel.json").read_text())
     return vmlinux, meta
+
+
+def build_qemu() -> Path:
+    result = subprocess.run(
+        [str(REPO / "scripts/build-qemu.sh")], stdout=subprocess.PIPE, text=True, check=True
+    )
+    return Path(result.stdout.strip().splitlines()[-1])
 
 
 def build_agent(assets: Path) -> tuple[Path, str]:
@@ -292,6 +300,8 @@ def main() -> None:
     parser.parse_args()
     paths = Paths.from_env()
     paths.assets.mkdir(parents=True, exist_ok=True)
+    log("QEMU (cached by source version and configuration; the first build takes ~3 minutes)")
+    qemu = build_qemu()
     log("guest kernel (cached by config hash; the first build takes ~10 minutes)")
     vmlinux, kernel_meta = build_kernel()
     log("guest agent and initramfs")
@@ -301,6 +311,7 @@ def main() -> None:
     log("default image (busybox)")
     default_image = build_default_image(paths.assets)
     manifest = {
+        "qemu": str(qemu),
         "kernel": str(vmlinux),
         "kernel_version": kernel_meta.get("version", ""),
         "kernel_pvm": bool(kernel_meta.get("pvm", False)),

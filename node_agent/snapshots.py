@@ -26,7 +26,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from corral.node_agent.vmm import QEMU_BINARY, Disk, VmSpec, qemu_command
+from corral.node_agent.vmm import Disk, VmSpec, qemu_command
 
 ENABLED_ENV = "CORRAL_BOOT_SNAPSHOTS"
 """Set to 0 to boot every sandbox cold and record no snapshot."""
@@ -66,7 +66,7 @@ def file_identity(path: Path) -> str:
 def booted_files(spec: VmSpec) -> dict[str, str]:
     """The files a guest of `spec` is made of (QEMU, kernel, initramfs, base disk), each
     with the identity of its current content."""
-    qemu = Path(shutil.which(QEMU_BINARY) or QEMU_BINARY)
+    qemu = Path(shutil.which(spec.emulator) or spec.emulator)
     paths = (qemu, spec.kernel, spec.initramfs, spec.disks[0].path)
     return {str(path): file_identity(path) for path in paths}
 

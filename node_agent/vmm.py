@@ -52,6 +52,11 @@ class VmSpec:
     acpi: bool = False
     qmp_socket: Path | None = None  # QEMU listens here for its monitor protocol
     incoming: Path | None = None  # a boot snapshot to restore instead of booting
+    qemu: Path | None = None  # the emulator setup built; None: the one on PATH
+
+    @property
+    def emulator(self) -> str:
+        return str(self.qemu) if self.qemu is not None else QEMU_BINARY
 
 
 def kernel_cmdline(spec: VmSpec) -> str:
@@ -73,7 +78,7 @@ def kernel_cmdline(spec: VmSpec) -> str:
 
 def qemu_command(spec: VmSpec) -> list[str]:
     command = [
-        QEMU_BINARY,
+        spec.emulator,
         "-M", f"microvm,x-option-roms=off,isa-serial=on,acpi={'on' if spec.acpi else 'off'}",
         "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
         "-accel", spec.accel,

@@ -38,7 +38,8 @@ def gather() -> dict[str, Any]:
         "corral_version": metadata.version("corral"),
         "python_version": platform.python_version(),
         "home": str(paths.home),
-        "qemu_version": qemu_version(),
+        "qemu": QEMU_BINARY,
+        "qemu_version": None,
         "assets": None,
         "assets_problem": "",
     }
@@ -49,15 +50,17 @@ def gather() -> dict[str, Any]:
         facts["assets_problem"] = str(exc)
     else:
         kernel_pvm = assets.kernel_pvm
+        facts["qemu"] = str(assets.qemu or QEMU_BINARY)
         facts["assets"] = {
             key: _plain(value)
             for key, value in dataclasses.asdict(assets).items()
-            if key not in ("kernel_name", "kernel_acpi", "kernel_args")
+            if key not in ("kernel_name", "kernel_acpi", "kernel_args", "qemu")
         }
     host = accel.probe_host()
     choice = accel.choose("auto", host, kernel_pvm)
     facts["accelerator"] = {"choice": choice.accel, "reason": choice.reason}
     facts["host"] = dataclasses.asdict(host)
+    facts["qemu_version"] = qemu_version(facts["qemu"])
     return facts
 
 
@@ -70,9 +73,9 @@ def _plain(value: Any) -> Any:
     return value if isinstance(value, bool | int) else str(value)
 
 
-def qemu_version() -> str | None:
-    """The first line of `qemu-system-x86_64 --version`, or None when it is not installed."""
-    binary = shutil.which(QEMU_BINARY)
+def qemu_version(qemu: str) -> str | None:
+    """The first line of `<qemu> --version`, or None when it is not installed."""
+    binary = shutil.which(qemu)
     if binary is None:
         return None
     try:
@@ -92,7 +95,7 @@ def render(facts: dict[str, Any]) -> str:
     lines = [
         ("Corral", f"{facts['corral_version']} (Python {facts['python_version']})"),
         ("Home", facts["home"]),
-        ("QEMU", facts["qemu_version"] or f"{QEMU_BINARY} not found"),
+        ("QEMU", f"{facts['qemu']} ({facts['qemu_version'] or 'not found'})"),
     ]
     if assets is None:
         lines.append(("Assets", f"not set up: {facts['assets_problem']}"))

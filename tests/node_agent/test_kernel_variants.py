@@ -1,5 +1,5 @@
 """Kernel variants: the module load order for a stock kernel's initramfs, and choosing a
-variant from the assets manifest."""
+variant (and the QEMU) from the assets manifest."""
 
 import json
 import struct
@@ -127,3 +127,17 @@ def test_a_manifest_from_before_variants_still_has_the_default(tmp_path: Path) -
     assert assets.kernel == tmp_path / "vmlinux" and list(assets.kernels) == ["corral"]
     with pytest.raises(BootError, match="debian-cloud"):
         Assets.load(tmp_path, "debian-cloud")
+
+
+def test_the_manifest_names_the_qemu_to_run(tmp_path: Path) -> None:
+    write_assets(tmp_path)
+    assert Assets.load(tmp_path).qemu is None  # a manifest without a build: PATH's QEMU
+    manifest = json.loads((tmp_path / "current.json").read_text())
+    built = tmp_path / "qemu" / "bin" / "qemu-system-x86_64"
+    manifest["qemu"] = str(built)
+    (tmp_path / "current.json").write_text(json.dumps(manifest))
+    with pytest.raises(BootError, match=f"boot asset {built} is missing"):
+        Assets.load(tmp_path)
+    built.parent.mkdir(parents=True)
+    built.touch()
+    assert Assets.load(tmp_path, "debian-cloud").qemu == built

@@ -28,6 +28,7 @@ from corral import (
     remove,
 )
 from corral._protocol import PROTOCOL_VERSION, Frame, FrameType, encode_fields
+from corral.node_agent.assets import Assets
 
 pytestmark = pytest.mark.vm
 
@@ -62,6 +63,24 @@ async def test_issue_example_and_cleanup_on_exit(corral_home: Path) -> None:
     with pytest.raises(SandboxNotFound):
         Sandbox.inspect("demo")
     assert not (corral_home / "sandboxes" / uid).exists()
+
+
+def test_setup_built_a_minimal_qemu(corral_home: Path) -> None:
+    qemu = Assets.load(corral_home / "assets").qemu
+    assert qemu is not None, "setup records the QEMU it built in the assets manifest"
+    devices = subprocess.run(
+        [str(qemu), "-device", "help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert "virtio-blk-device" in devices and "virtio-9p-device" in devices
+    assert "virtio-blk-pci" not in devices and "e1000" not in devices, "no PCI devices built"
+
+
+async def test_a_sandbox_runs_the_qemu_of_the_assets(corral_home: Path) -> None:
+    qemu = Assets.load(corral_home / "assets").qemu
+    assert qemu is not None
+    async with await Sandbox.builder("which-qemu").create():
+        pid = Sandbox.inspect("which-qemu").qemu_pid
+        assert Path(f"/proc/{pid}/exe").resolve() == qemu.resolve()
 
 
 async def test_detached_sandbox_outlives_its_creator(corral_home: Path) -> None:
