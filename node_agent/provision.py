@@ -1,4 +1,4 @@
-"""Provisioning the boot assets: guest kernels, agent + initramfs, default image.
+"""Provisioning the boot assets: QEMU, guest kernels, agent + initramfs, default image.
 
 Run by `scripts/setup` (idempotent and cached: a re-run with nothing changed takes
 seconds). QEMU is built by scripts/build-qemu.sh (cached by source version and
