@@ -62,12 +62,12 @@ fi
 # --- Which source: the version apt would fetch (needs deb-src) ---------------------
 source_dsc() { apt-get source --print-uris -q qemu 2>/dev/null | awk '$2 ~ /\.dsc$/ {print $2}'; }
 if ! dsc=$(source_dsc) || [[ -z $dsc ]]; then
-  [[ -e $src_list ]] && die "apt has deb-src entries ($src_list) but no qemu source package"
-  archive=$(apt-get indextargets --format '$(REPO_URI)' 'Created-By: Packages' \
-    | grep -m1 -E '/debian/$' || true)
-  archive=${archive:-http://deb.debian.org/debian/}
-  log "adding deb-src entries for ${archive} in $src_list"
-  "${sudo[@]}" tee "$src_list" >/dev/null <<EOF
+  if [[ ! -e $src_list ]]; then
+    archive=$(apt-get indextargets --format '$(REPO_URI)' 'Created-By: Packages' \
+      | grep -m1 -E '/debian/$' || true)
+    archive=${archive:-http://deb.debian.org/debian/}
+    log "adding deb-src entries for ${archive} in $src_list"
+    "${sudo[@]}" tee "$src_list" >/dev/null <<EOF
 Types: deb-src
 URIs: ${archive}
 Suites: bookworm bookworm-updates
@@ -80,8 +80,9 @@ Suites: bookworm-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 EOF
+  fi
   "${sudo[@]}" apt-get update -q >&2 || die "apt-get update failed"
-  dsc=$(source_dsc) && [[ -n $dsc ]] || die "no qemu source package after adding $src_list"
+  dsc=$(source_dsc) && [[ -n $dsc ]] || die "apt finds no qemu source package (deb-src: $src_list)"
 fi
 src_version=${dsc#qemu_}
 src_version=${src_version%.dsc}
