@@ -1,10 +1,13 @@
 """Launching a sandbox: the first, synchronous phase of its supervisor process.
 
-`python -m corral.node_agent.launch` is what a creator starts. With the standard library
-and the runtime's small resource modules only, it resolves the image, prepares the
-disks, binds the guest channel and starts QEMU; then it imports the asyncio supervisor,
-which loads while the guest boots. A failure before the VM is up is recorded in the
-state store and reported to the creator as one JSON line on stdout.
+`python -m corral.node_agent.launch` is what a creator starts, and the process lives as
+long as the sandbox. The VM is prepared in a forked child (node_agent/prepare.py: the
+image, the disks, the boot snapshot), which loads what that takes (a registry client,
+OpenSSL for hashing images) and exits. This process then turns off asyncio's and
+hashlib's optional OpenSSL imports, which nothing it does needs (~4.5 MiB of RSS per
+sandbox; bench/memory.py), binds the guest channel, starts QEMU, and imports the asyncio
+supervisor, which loads while the guest boots. A failure before the VM is up is recorded
+in the state store and reported to the creator as one JSON line on stdout.
 """
 
 from __future__ import annotations
@@ -13,22 +16,26 @@ import argparse
 import contextlib
 import json
 import os
+import pickle
 import socket
 import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from corral._errors import BootError, CorralError
 from corral._paths import Paths
 from corral._state import SandboxRecord, StateStore, current_process_identity
-from corral.node_agent import accel, cgroups, rootfs, snapshots
-from corral.node_agent.assets import CLOUD_KERNEL, Assets
-from corral.node_agent.vmm import ROOT_SHARE_TAG, Disk, QemuProcess, VmSpec
+from corral.node_agent import cgroups
+from corral.node_agent.vmm import QemuProcess
 
-TSC_ENV = "CORRAL_TSC_KHZ"
-"""The host's TSC frequency in kHz, as the node agent measured it where it runs."""
+if TYPE_CHECKING:  # loaded in the child, or once OpenSSL is off (they import hashlib)
+    from corral.node_agent import rootfs, snapshots
+    from corral.node_agent.prepare import Plan
+
+REPORTED = 1
+"""The child's exit status when it failed and reported the failure itself."""
 
 
 @dataclass
@@ -58,99 +65,70 @@ def listen_unix(path: Path, backlog: int = 1) -> socket.socket:
     return listening
 
 
-def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched:
+def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched | None:
+    """The started VM; None when its preparation failed and the child reported it."""
     pid, start = current_process_identity()  # first, so a launch killed mid-pull reads stale
     store.update(record.name, supervisor_pid=pid, supervisor_start=start)
-    config = record.config
     directory = paths.sandbox_dir(record.uid)
     if cgroup_root := os.environ.get(cgroups.ROOT_ENV):
         cgroups.join(Path(cgroup_root), record.uid, directory)  # before any child process
-    assets = Assets.load(paths.assets, config["kernel"])
-    try:
-        choice = accel.choose(config["accel"], accel.probe_host(), assets.kernel_pvm)
-    except ValueError as exc:
-        raise BootError(str(exc)) from None
-    policy = config.get("pull_policy", "IfMissing")  # records written before it existed
-    source = rootfs.resolve(config["image"], assets.default_image, paths.images, policy)
-    disks, root_args = root_disks(source, assets, directory, paths.images)
-    channel_path = directory / "channel.sock"
-    channel = listen_unix(channel_path)
-    spec = VmSpec(
-        accel=choice.accel,
-        cpus=config["cpus"],
-        memory_mib=config["memory_mib"],
-        kernel=assets.kernel,
-        initramfs=assets.initramfs,
-        channel_socket=channel_path,
-        console_log=directory / "console.log",
-        disks=disks,
-        root_share=source.path if source.kind == "bind" else None,
-        kernel_args=[*root_args, *assets.kernel_args],
-        tsc_khz=guest_tsc_khz(assets.tsc_khz),
-        acpi=assets.kernel_acpi,
-        qmp_socket=directory / "qmp.sock",
-        qemu=assets.qemu,
-    )
-    restored_from, record_to = prepare_upper(spec, paths.images, config["disk_mib"])
-    if restored_from is not None:
-        spec = replace(spec, incoming=restored_from.state)
-    qemu = QemuProcess(spec)
+    plan = prepare_in_child(paths, record)
+    if plan is None:
+        return None
+    channel = listen_unix(plan.spec.channel_socket)
+    qemu = QemuProcess(plan.spec)
     qemu.start()
     store.update(
         record.name,
         qemu_pid=qemu.pid,
-        accel=choice.accel,
-        accel_reason=choice.reason,
-        boot_mode="snapshot" if restored_from else "cold",
+        accel=plan.spec.accel,
+        accel_reason=plan.accel_reason,
+        boot_mode="snapshot" if plan.restored_from else "cold",
     )
-    return Launched(record, directory, qemu, channel, source.defaults, restored_from, record_to)
+    return Launched(
+        record, directory, qemu, channel, plan.defaults, plan.restored_from, plan.record_to
+    )
 
 
-def root_disks(
-    source: rootfs.ImageSource, assets: Assets, directory: Path, cache: Path
-) -> tuple[list[Disk], list[str]]:
-    """The root's disks and kernel parameters: the shared base under an upper the launch
-    then creates (fresh, or its shape's snapshot's), or, for a bind root, none (the
-    guest mounts the 9p share, which needs 9p in the kernel)."""
-    if source.kind == "bind":
-        if assets.kernel_name == CLOUD_KERNEL:
-            raise BootError(
-                f"image {source.reference!r}: a bind root is mounted over 9p, which the "
-                f"{CLOUD_KERNEL} kernel lacks; use the default kernel"
-            )
-        return [], [f"corral.root=9p:{ROOT_SHARE_TAG}"]
-    base = rootfs.base_disk(source, cache)
-    disks = [Disk(base, readonly=True), Disk(directory / "upper.ext4", readonly=False)]
-    return disks, ["corral.root=/dev/vda", "corral.upper=/dev/vdb"]
+def prepare_in_child(paths: Paths, record: SandboxRecord) -> Plan | None:
+    """Prepare the VM in a forked child, which pickles the plan back through a pipe (the
+    same program on both ends). A failure the child reports itself gives None."""
+    readable, writable = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(readable)
+        status = 2  # neither a plan nor a failure reported
+        try:
+            from corral.node_agent.prepare import prepare
+
+            with open(writable, "wb") as pipe:
+                pickle.dump(prepare(paths, record), pipe)
+            status = 0
+        except Exception as exc:
+            fail(StateStore(paths.state_db), record.name, exc)  # its own connection
+            status = REPORTED
+        finally:
+            os._exit(status)  # the child never returns into the launch's code
+    os.close(writable)
+    without_openssl()
+    with open(readable, "rb") as pipe:
+        data = pipe.read()
+    status = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
+    if status == REPORTED:
+        return None
+    if status != 0 or not data:
+        how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+        raise BootError(f"preparing the VM failed ({how})")
+    plan: Plan = pickle.loads(data)
+    return plan
 
 
-def prepare_upper(
-    spec: VmSpec, cache: Path, disk_mib: int
-) -> tuple[snapshots.Snapshot | None, snapshots.Snapshot | None]:
-    """Create the upper disk: a copy of the one in its shape's boot snapshot, which the
-    launch then restores (first in the pair), else a fresh one, and the snapshot the
-    supervisor is to record after the handshake (second)."""
-    if not spec.disks:
-        return None, None
-    upper = spec.disks[1].path
-    snapshot = snapshots.find(cache, spec, disk_mib) if snapshots.enabled() else None
-    if snapshot is not None and snapshot.exists():
-        rootfs.copy_sparse(snapshot.upper, upper)
-        return snapshot, None
-    rootfs.upper_disk(upper, disk_mib, cache)
-    return None, snapshot
-
-
-def guest_tsc_khz(recorded: int) -> int:
-    """The TSC frequency a TCG guest is told: the host's from $CORRAL_TSC_KHZ, else the
-    one recorded when the assets were provisioned (in a container image, the build
-    machine's)."""
-    value = os.environ.get(TSC_ENV, "")
-    if not value:
-        return recorded
-    if not value.isdecimal() or int(value) == 0:
-        raise BootError(f"{TSC_ENV}={value!r}: expected the host's TSC frequency in kHz")
-    return int(value)
+def without_openssl() -> None:
+    """From here on, imports of ssl and _hashlib fail: asyncio then goes without TLS and
+    hashlib uses its built-in SHA-2. This process serves a running sandbox and needs
+    neither TLS nor fast hashing; a QEMU snapshot is recorded by a child of its own."""
+    sys.modules["ssl"] = None  # type: ignore[assignment]
+    sys.modules["_hashlib"] = None  # type: ignore[assignment]
 
 
 def report(message: dict[str, object]) -> None:
@@ -186,6 +164,8 @@ def main() -> None:
         launched = launch(paths, store, record)
     except Exception as exc:
         sys.exit(fail(store, args.name, exc))
+    if launched is None:
+        sys.exit(REPORTED)
     from corral.node_agent import supervisor
 
     sys.exit(supervisor.run(store, launched, args.owner_pid))

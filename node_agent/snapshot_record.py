@@ -1,12 +1,22 @@
-"""Recording a boot snapshot of a running guest through QEMU's monitor (QMP)."""
+"""Recording a boot snapshot of a running guest through QEMU's monitor (QMP).
+
+`python -m corral.node_agent.snapshot_record QMP UPPER SNAPSHOT FILES`: a cold-booting
+sandbox's supervisor starts this as its child while the guest boots, so the QMP client
+and the TLS stack it imports never stay in the supervisor (node_agent/launch.py). FILES
+is the snapshot's booted files, as JSON. It records once a line arrives on stdin (the
+guest is up); at end of input (the boot failed) it exits having recorded nothing. Exit
+status 1: not recorded, the reason on stderr.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import json
 import shlex
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -67,3 +77,22 @@ async def _migrated(client: QMPClient) -> None:
         if status in ("failed", "cancelled"):
             raise RuntimeError(f"QEMU could not save the guest (migration {status})")
         await asyncio.sleep(MIGRATION_POLL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("qmp", type=Path)
+    parser.add_argument("upper", type=Path)
+    parser.add_argument("snapshot", type=Path)
+    parser.add_argument("files", type=json.loads)
+    args = parser.parse_args()
+    if not sys.stdin.readline():
+        return
+    try:
+        asyncio.run(record_snapshot(args.qmp, args.upper, Snapshot(args.snapshot, args.files)))
+    except Exception as exc:
+        sys.exit(f"boot snapshot not recorded: {type(exc).__name__}: {exc}")
+
+
+if __name__ == "__main__":
+    main()

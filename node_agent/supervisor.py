@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import socket
+import subprocess
 import sys
 import time
 import uuid
@@ -37,8 +39,6 @@ from corral.node_agent.channel import GuestChannel
 from corral.node_agent.frame_socket import FrameSocket
 from corral.node_agent.launch import Launched, fail, listen_unix, report
 from corral.node_agent.router import GUEST, Outgoing, Router, error_frame
-from corral.node_agent.snapshot_record import record_snapshot
-from corral.node_agent.snapshots import Snapshot
 
 MAIN_CLIENT = 0  # the supervisor itself, as the client of the sandbox's main process
 MAIN_STREAM = 1
@@ -86,6 +86,7 @@ class Supervisor:
         self.api: socket.socket | None = None
         self.accepting: asyncio.Task[None] | None = None
         self.qemu_exited: asyncio.Future[int] | None = None
+        self.recorder: asyncio.subprocess.Process | None = None
 
     def watch_qemu(self) -> None:
         exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
@@ -96,6 +97,8 @@ class Supervisor:
         """Greet the guest (the launch already started QEMU) and open the client API."""
         await self.channel.listen()
         self.watch_qemu()
+        if self.record_to is not None:
+            self.recorder = await self.spawn_recorder()
         assert self.qemu_exited is not None
         greeting = asyncio.ensure_future(self.channel.handshake(hostname=self.name))
         racing: set[asyncio.Future[Any]] = {self.qemu_exited, greeting}
@@ -116,8 +119,8 @@ class Supervisor:
             )
         try:
             self.hello = greeting.result()
-            if self.record_to is not None:
-                await self.record_snapshot(self.record_to)
+            if self.recorder is not None:
+                await self.record_snapshot(self.recorder)
                 # Greet again: the entropy the snapshot holds is in every guest restored
                 # from it, so this guest too must go on from entropy the snapshot never saw.
                 rehello = self.channel.handshake(hostname=self.name)
@@ -145,14 +148,38 @@ class Supervisor:
         rootfs.remove_tree(self.restored_from.directory)
         return f" (restoring boot snapshot {self.restored_from.directory.name}; discarded)"
 
-    async def record_snapshot(self, snapshot: Snapshot) -> None:
+    async def spawn_recorder(self) -> asyncio.subprocess.Process:
+        """The process that records this cold boot's snapshot through QMP
+        (node_agent/snapshot_record.py), started now so that it loads while the guest
+        boots: its QMP client imports ssl, which this process goes without."""
+        assert self.record_to is not None and self.qemu.spec.qmp_socket is not None
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "corral.node_agent.snapshot_record",
+            str(self.qemu.spec.qmp_socket),
+            str(self.dir / "upper.ext4"),
+            str(self.record_to.directory),
+            json.dumps(self.record_to.files),
+            stdin=subprocess.PIPE,
+        )
+
+    async def record_snapshot(self, recorder: asyncio.subprocess.Process) -> None:
         """Best effort: a snapshot that cannot be recorded leaves the next sandbox of this
-        shape to boot cold, never this one failing."""
-        assert self.qemu.spec.qmp_socket is not None
-        try:
-            await record_snapshot(self.qemu.spec.qmp_socket, self.dir / "upper.ext4", snapshot)
-        except Exception as exc:
-            print(f"boot snapshot not recorded: {type(exc).__name__}: {exc}", file=sys.stderr)
+        shape to boot cold, never this one failing (the recorder says why on the stderr
+        it shares with this process)."""
+        assert recorder.stdin is not None
+        with contextlib.suppress(ConnectionError):  # a recorder that died already
+            recorder.stdin.write(b"\n")  # go
+            await recorder.stdin.drain()
+            recorder.stdin.close()
+        await recorder.wait()
+
+    async def abandon_recording(self) -> None:
+        """A boot that failed records nothing: its recorder, still waiting, goes."""
+        if self.recorder is not None and self.recorder.returncode is None:
+            self.recorder.kill()
+            await self.recorder.wait()
 
     def start_main(self) -> None:
         """Run the sandbox's entrypoint/cmd, if it has one; its output goes to main.log."""
@@ -329,6 +356,7 @@ async def supervise(store: StateStore, launched: Launched, owner_pid: int) -> in
         await supervisor.boot()
     except Exception as exc:
         supervisor.qemu.kill()
+        await supervisor.abandon_recording()
         await supervisor.channel.close()
         return fail(store, supervisor.name, exc)
     report({"ok": True})

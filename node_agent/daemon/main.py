@@ -33,7 +33,7 @@ from corral.node_agent.daemon.reconciler import Reconciler
 from corral.node_agent.daemon.registration import Heartbeat, Registration
 from corral.node_agent.daemon.runtime import LocalRuntime
 from corral.node_agent.daemon.server import AgentServer
-from corral.node_agent.launch import TSC_ENV
+from corral.node_agent.prepare import TSC_ENV
 
 logger = logging.getLogger("corral.node_agent")
 
@@ -72,7 +72,7 @@ def host_memory_mib(reserve_mib: int = 1024) -> int:
 async def run_agent(settings: AgentSettings) -> None:
     """Run the node agent until cancelled."""
     configuration = await client_configuration(settings.kubeconfig)
-    # What the runtime's launches read (node_agent/launch.py): the measured TSC wins over
+    # What the runtime's launches read (node_agent/prepare.py): the measured TSC wins over
     # the one recorded in the assets, which an image carries from its build machine.
     if settings.cgroup_root is not None:
         os.environ[cgroups.ROOT_ENV] = str(settings.cgroup_root)

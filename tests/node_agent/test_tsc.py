@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from corral import BootError
-from corral.node_agent.launch import TSC_ENV, guest_tsc_khz
+from corral.node_agent.prepare import TSC_ENV, guest_tsc_khz
 from corral.node_agent.vmm import VmSpec, kernel_cmdline
 
 

@@ -83,6 +83,17 @@ async def test_a_sandbox_runs_the_qemu_of_the_assets(corral_home: Path) -> None:
         assert Path(f"/proc/{pid}/exe").resolve() == qemu.resolve()
 
 
+async def test_the_supervisor_stays_without_openssl(corral_home: Path) -> None:
+    """Preparing (pulls, image hashing) happens in a child; what stays loads no TLS."""
+    async with await Sandbox.builder("lean").create() as sandbox:
+        record = Sandbox.inspect("lean")
+        maps = Path(f"/proc/{record.supervisor_pid}/maps").read_text()
+        assert "libssl" not in maps and "libcrypto" not in maps
+        stat = Path(f"/proc/{record.qemu_pid}/stat").read_text()
+        assert int(stat.rsplit(")", 1)[1].split()[1]) == record.supervisor_pid
+        assert (await sandbox.exec("true")).exit_code == 0
+
+
 async def test_detached_sandbox_outlives_its_creator(corral_home: Path) -> None:
     created = run_python(
         """
