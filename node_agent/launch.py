@@ -34,9 +34,6 @@ if TYPE_CHECKING:  # loaded in the child, or once OpenSSL is off (they import ha
     from corral.node_agent import rootfs, snapshots
     from corral.node_agent.prepare import Plan
 
-REPORTED = 1
-"""The child's exit status when it failed and reported the failure itself."""
-
 
 @dataclass
 class Launched:
@@ -66,14 +63,15 @@ def listen_unix(path: Path, backlog: int = 1) -> socket.socket:
 
 
 def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched | None:
-    """The started VM; None when its preparation failed and the child reported it."""
+    """The started VM; None when its preparation failed (recorded and reported)."""
     pid, start = current_process_identity()  # first, so a launch killed mid-pull reads stale
     store.update(record.name, supervisor_pid=pid, supervisor_start=start)
     directory = paths.sandbox_dir(record.uid)
     if cgroup_root := os.environ.get(cgroups.ROOT_ENV):
         cgroups.join(Path(cgroup_root), record.uid, directory)  # before any child process
     plan = prepare_in_child(paths, record)
-    if plan is None:
+    if isinstance(plan, dict):
+        fail(store, record.name, plan)
         return None
     channel = listen_unix(plan.spec.channel_socket)
     qemu = QemuProcess(plan.spec)
@@ -90,23 +88,19 @@ def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched |
     )
 
 
-def prepare_in_child(paths: Paths, record: SandboxRecord) -> Plan | None:
-    """Prepare the VM in a forked child, which pickles the plan back through a pipe (the
-    same program on both ends). A failure the child reports itself gives None."""
+def prepare_in_child(paths: Paths, record: SandboxRecord) -> Plan | dict[str, Any]:
+    """Prepare the VM in a forked child: the plan, or the `failure` report of why not,
+    pickled back through a pipe (the same program on both ends). The child leaves the
+    state store alone: SQLite connections must not cross a fork."""
     readable, writable = os.pipe()
     child = os.fork()
     if child == 0:
-        os.close(readable)
-        status = 2  # neither a plan nor a failure reported
+        status = 1
         try:
-            from corral.node_agent.prepare import prepare
-
+            os.close(readable)
             with open(writable, "wb") as pipe:
-                pickle.dump(prepare(paths, record), pipe)
+                pickle.dump(prepare_or_failure(paths, record), pipe)
             status = 0
-        except Exception as exc:
-            fail(StateStore(paths.state_db), record.name, exc)  # its own connection
-            status = REPORTED
         finally:
             os._exit(status)  # the child never returns into the launch's code
     os.close(writable)
@@ -114,13 +108,20 @@ def prepare_in_child(paths: Paths, record: SandboxRecord) -> Plan | None:
     with open(readable, "rb") as pipe:
         data = pipe.read()
     status = os.waitstatus_to_exitcode(os.waitpid(child, 0)[1])
-    if status == REPORTED:
-        return None
     if status != 0 or not data:
         how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
         raise BootError(f"preparing the VM failed ({how})")
-    plan: Plan = pickle.loads(data)
-    return plan
+    prepared: Plan | dict[str, Any] = pickle.loads(data)
+    return prepared
+
+
+def prepare_or_failure(paths: Paths, record: SandboxRecord) -> Plan | dict[str, Any]:
+    from corral.node_agent.prepare import prepare
+
+    try:
+        return prepare(paths, record)
+    except Exception as exc:
+        return failure(exc)
 
 
 def without_openssl() -> None:
@@ -141,13 +142,21 @@ def report(message: dict[str, object]) -> None:
     os.close(devnull)
 
 
-def fail(store: StateStore, name: str, error: Exception) -> int:
+def failure(error: Exception) -> dict[str, Any]:
+    """What the creator is told of a boot that failed."""
     if not isinstance(error, CorralError):
         error = BootError(f"{type(error).__name__}: {error}")
     message = error.message if isinstance(error, BootError) else str(error)
     console = error.console if isinstance(error, BootError) else ""
-    store.update(name, status="failed", reason=message.splitlines()[0], finished_at=time.time())
-    report({"ok": False, "kind": type(error).__name__, "error": message, "console": console})
+    return {"ok": False, "kind": type(error).__name__, "error": message, "console": console}
+
+
+def fail(store: StateStore, name: str, error: Exception | dict[str, Any]) -> int:
+    """Record the failure (an error, or its `failure` report) and tell the creator."""
+    message = error if isinstance(error, dict) else failure(error)
+    reason = message["error"].splitlines()[0]
+    store.update(name, status="failed", reason=reason, finished_at=time.time())
+    report(message)
     return 1
 
 
@@ -165,7 +174,7 @@ def main() -> None:
     except Exception as exc:
         sys.exit(fail(store, args.name, exc))
     if launched is None:
-        sys.exit(REPORTED)
+        sys.exit(1)
     from corral.node_agent import supervisor
 
     sys.exit(supervisor.run(store, launched, args.owner_pid))
