@@ -116,6 +116,7 @@ def prepare_in_child(paths: Paths, record: SandboxRecord) -> Plan | dict[str, An
 
 
 def prepare_or_failure(paths: Paths, record: SandboxRecord) -> Plan | dict[str, Any]:
+    """In the child: any error becomes the report the parent records and passes on."""
     from corral.node_agent.prepare import prepare
 
     try:
