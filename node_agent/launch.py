@@ -91,7 +91,9 @@ def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched |
 def prepare_in_child(paths: Paths, record: SandboxRecord) -> Plan | dict[str, Any]:
     """Prepare the VM in a forked child: the plan, or the `failure` report of why not,
     pickled back through a pipe (the same program on both ends). The child leaves the
-    state store alone: SQLite connections must not cross a fork."""
+    state store alone: SQLite connections must not cross a fork. Once the child is
+    forked, this process goes without OpenSSL (`without_openssl`), before unpickling
+    loads the plan's modules, which import hashlib."""
     readable, writable = os.pipe()
     child = os.fork()
     if child == 0:
