@@ -35,11 +35,12 @@ from corral._errors import (
     SandboxNotRunning,
     SandboxTimeout,
 )
-from corral._exec import ExecOutput, ExecRequest, ExecStream, collect
+from corral._exec import ExecOutput, ExecStream, collect
 from corral._fs import FsGateway
 from corral._images import ProgressCallback, RegistryAuths, pull
 from corral._paths import Paths
 from corral._protocol import Frame, FrameType, decode_fields
+from corral._protocol.exec_request import ExecRequest
 from corral._state import LIVE_STATUSES, SandboxRecord, StateStore, process_alive
 
 T = TypeVar("T")
