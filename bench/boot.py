@@ -30,7 +30,7 @@ async def raw_boot_to_init() -> float:
     """QEMU start → the agent's first console line, with no Corral around it."""
     scratch = Path(tempfile.mkdtemp(prefix="corral-raw", dir="/tmp"))
     try:
-        spec, channel = await raw_vm(scratch)
+        spec, channel = raw_vm(scratch)
         qemu = QemuProcess(spec)
         started = time.perf_counter()
         qemu.start()
@@ -41,7 +41,7 @@ async def raw_boot_to_init() -> float:
         elapsed = time.perf_counter() - started
         qemu.kill()
         qemu.reap()
-        await channel.close()
+        channel.close()
         return elapsed
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -13,6 +13,7 @@ from corral.node_agent import accel
 from corral.node_agent.assets import Assets
 from corral.node_agent.channel import GuestChannel
 from corral.node_agent.launch import listen_unix
+from corral.node_agent.reactor import Reactor
 from corral.node_agent.vmm import Disk, VmSpec
 from corral.testing.home import isolated_home
 
@@ -27,7 +28,7 @@ def bench_home() -> Iterator[Path]:
         raise SystemExit(str(exc)) from None
 
 
-async def raw_vm(
+def raw_vm(
     scratch: Path,
     disks: list[Disk] | None = None,
     kernel_args: list[str] | None = None,
@@ -36,8 +37,7 @@ async def raw_vm(
     """A sandbox-shaped VM spec with its channel listening, for baselines without Corral."""
     assets = Assets.load(Paths.from_env().assets)
     choice = accel.choose("auto", accel.probe_host(), assets.kernel_pvm)
-    channel = GuestChannel(listen_unix(scratch / "channel.sock"))
-    await channel.listen()
+    channel = GuestChannel(listen_unix(scratch / "channel.sock"), Reactor())
     spec = VmSpec(
         accel=choice.accel,
         cpus=1,

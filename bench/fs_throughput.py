@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from bench.common import bench_home, emit, raw_vm
@@ -25,6 +27,7 @@ from corral._protocol import Frame, FrameType, decode_fields, encode_fields
 from corral.node_agent import rootfs
 from corral.node_agent.assets import Assets
 from corral.node_agent.channel import GuestChannel
+from corral.node_agent.launch import listen_unix
 from corral.node_agent.vmm import Disk, QemuProcess, VmSpec, qemu_command
 
 SIZE = 256 << 20
@@ -54,46 +57,67 @@ class BenchQemu(QemuProcess):
         self._process = subprocess.Popen(command)
 
 
-async def guest_exec(channel: GuestChannel, stream: int, script: str) -> None:
-    fields = [(1, "/bin/sh"), (1, "-c"), (1, script), (2, f"PATH={rootfs.DEFAULT_PATH}")]
-    channel.send(Frame(FrameType.EXEC, stream, encode_fields([*fields, (3, "/"), (4, "root")])))
+class GuestShell:
+    """Commands run on the raw VM's agent, straight over its channel: no Corral between."""
+
+    def __init__(self, channel: GuestChannel) -> None:
+        self.channel = channel
+        self.frames: list[Frame] = []
+        channel.on_frame = self.frames.append
+
+    def run(self, stream: int, script: str) -> None:
+        fields = [(1, "/bin/sh"), (1, "-c"), (1, script), (2, f"PATH={rootfs.DEFAULT_PATH}")]
+        request = encode_fields([*fields, (3, "/"), (4, "root")])
+        self.channel.send(Frame(FrameType.EXEC, stream, request))
+
+    def wait_for(self, done: Callable[[], bool]) -> None:
+        if not self.channel.reactor.run_until(done, TIMEOUT):
+            raise TimeoutError("the raw VM's guest did not answer")
+
+    def expect(self, stream: int, line: bytes) -> None:
+        """Wait for `line` on the stdout of the guest command on `stream`."""
+        output = b""
+
+        def said() -> bool:
+            nonlocal output
+            while self.frames:
+                frame = self.frames.pop(0)
+                if frame.stream != stream:
+                    continue
+                if frame.type is FrameType.STDOUT:
+                    output += frame.payload
+                elif frame.type in (FrameType.EXIT, FrameType.ERROR):
+                    raise RuntimeError(f"guest command ended before saying {line!r}: {output!r}")
+            return line + b"\n" in output
+
+        self.wait_for(said)
+
+    def wait_exit(self, stream: int) -> None:
+        def exited() -> bool:
+            while self.frames:
+                frame = self.frames.pop(0)
+                if frame.stream == stream and frame.type is FrameType.ERROR:
+                    raise RuntimeError(decode_fields(frame.payload).str(3))
+                if frame.stream == stream and frame.type is FrameType.EXIT:
+                    return True
+            return False
+
+        self.wait_for(exited)
 
 
-async def expect(channel: GuestChannel, stream: int, line: bytes) -> None:
-    """Wait for `line` on the stdout of the guest command on `stream`."""
-    output = b""
-    async for frame in channel.frames():
-        if frame.stream != stream:
-            continue
-        if frame.type is FrameType.STDOUT:
-            output += frame.payload
-            if line + b"\n" in output:
-                return
-        elif frame.type in (FrameType.EXIT, FrameType.ERROR):
-            raise RuntimeError(f"guest command ended before saying {line!r}: {output!r}")
-
-
-async def wait_exit(channel: GuestChannel, stream: int) -> None:
-    async for frame in channel.frames():
-        if frame.stream == stream and frame.type in (FrameType.EXIT, FrameType.ERROR):
-            if frame.type is FrameType.ERROR:
-                raise RuntimeError(decode_fields(frame.payload).str(3))
-            return
-
-
-async def receive(reader: asyncio.StreamReader) -> float:
+def receive(port: socket.socket) -> float:
     """Bytes per second of SIZE bytes arriving from the bench port."""
     started = time.perf_counter()
     received = 0
     while received < SIZE:
-        data = await reader.read(min(CHUNK, SIZE - received))
+        data = port.recv(min(CHUNK, SIZE - received))
         if not data:
             raise RuntimeError("bench port closed early")
         received += len(data)
     return SIZE / (time.perf_counter() - started)
 
 
-async def raw_throughput(home: Path) -> tuple[float, float, float]:
+def raw_throughput(home: Path) -> tuple[float, float, float]:
     """Bytes per second over a bare virtio-serial port: host→guest into /dev/null,
     guest→host, and host→guest into a guest file (the copy a file write cannot avoid)."""
     assets = Assets.load(Paths.from_env().assets)
@@ -104,23 +128,21 @@ async def raw_throughput(home: Path) -> tuple[float, float, float]:
     try:
         upper = scratch / "upper.ext4"
         rootfs.upper_disk(upper, 2048, home / "images")
-        spec, channel = await raw_vm(
+        spec, channel = raw_vm(
             scratch,
             disks=[Disk(base, True), Disk(upper, False)],
             kernel_args=["corral.root=/dev/vda", "corral.upper=/dev/vdb"],
             memory_mib=MEMORY_MIB,
         )
-        bench_connected: asyncio.Future[tuple[asyncio.StreamReader, asyncio.StreamWriter]]
-        bench_connected = asyncio.get_running_loop().create_future()
-
-        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            bench_connected.set_result((reader, writer))
-
-        bench_server = await asyncio.start_unix_server(accept, path=str(scratch / "bench.sock"))
+        listening = listen_unix(scratch / "bench.sock")
+        listening.settimeout(TIMEOUT)
         qemu = BenchQemu(spec, scratch / "bench.sock")
         qemu.start()
-        reader, writer = await bench_connected
-        await channel.handshake()
+        port, _ = listening.accept()
+        port.settimeout(TIMEOUT)  # a stuck transfer fails the run, never hangs it
+        if channel.handshake(timeout=TIMEOUT) is None:
+            raise RuntimeError("the raw VM's guest did not greet")
+        shell = GuestShell(channel)
 
         blocks = f"bs={CHUNK} count={SIZE // CHUNK}"
         read = f"{blocks} iflag=fullblock 2>/dev/null; echo in"
@@ -131,31 +153,30 @@ async def raw_throughput(home: Path) -> tuple[float, float, float]:
         # request on the agent's channel wakes that loop.
         sinks = f"exec 3<$dev; echo open; for r in $(seq {ROUNDS}); do "
         sinks += f"dd <&3 of=/dev/null {read}; done; dd <&3 of=/tmp/raw {read}"
-        await guest_exec(channel, 1, FIND_PORT + sinks)
-        await expect(channel, 1, b"open")
+        shell.run(1, FIND_PORT + sinks)
+        shell.expect(1, b"open")
         channel.send(Frame(FrameType.INFO, 9, b""))
         block = os.urandom(CHUNK)
 
-        async def send() -> float:
+        def send() -> float:
             """Bytes per second of SIZE bytes into the port, until the guest's dd has them."""
             started = time.perf_counter()
             for _ in range(SIZE // CHUNK):
-                writer.write(block)
-                await writer.drain()
-            await expect(channel, 1, b"in")
+                port.sendall(block)
+            shell.expect(1, b"in")
             return SIZE / (time.perf_counter() - started)
 
-        into_null = [await send() for _ in range(ROUNDS)]
-        into_file = await send()
-        await wait_exit(channel, 1)
+        into_null = [send() for _ in range(ROUNDS)]
+        into_file = send()
+        shell.wait_exit(1)
 
         sources = f"exec 3>$dev; for r in $(seq {ROUNDS}); do "
         sources += f"dd if=/dev/zero >&3 {blocks} 2>/dev/null; done"
-        await guest_exec(channel, 2, FIND_PORT + sources)
-        to_host = [await receive(reader) for _ in range(ROUNDS)]
-        writer.close()
-        bench_server.close()
-        await channel.close()
+        shell.run(2, FIND_PORT + sources)
+        to_host = [receive(port) for _ in range(ROUNDS)]
+        port.close()
+        listening.close()
+        channel.close()
         return statistics.median(into_null), statistics.median(to_host), into_file
     finally:
         if qemu is not None:  # a failed run leaves no VM behind
@@ -195,8 +216,8 @@ async def corral_throughput() -> tuple[float, float, float]:
 
 async def main() -> None:
     with bench_home() as home:
+        raw_in, raw_out, raw_in_file = raw_throughput(home)
         async with asyncio.timeout(TIMEOUT):  # a stuck transfer fails the run, never hangs it
-            raw_in, raw_out, raw_in_file = await raw_throughput(home)
             fs_in, fs_out, fs_out_disk = await corral_throughput()
     mib = 1 << 20
     emit(

@@ -7,12 +7,11 @@ frame from the guest is parsed with the bounded decoder; garbage raises Protocol
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 from pathlib import Path
 
 from corral._protocol import (
@@ -25,75 +24,125 @@ from corral._protocol import (
     encode_fields,
 )
 from corral._protocol.fields import Value
-from corral.node_agent.frame_socket import FrameSocket
+from corral.node_agent.frame_socket import EndHandler, FrameHandler, FrameSocket
+from corral.node_agent.reactor import Reactor
 
 ENTROPY_BYTES = 64
 
 
+def greeting(hostname: str) -> Frame:
+    """The host's HELLO gives the guest its identity: the time, fresh entropy and, when
+    given, its hostname. A guest restored from a boot snapshot needs all three (its clock,
+    random state and name are the snapshot's); a cold boot gets the same."""
+    fields: list[tuple[int, Value]] = [
+        (1, PROTOCOL_VERSION),
+        (2, time.time_ns()),
+        (3, os.urandom(ENTROPY_BYTES)),
+    ]
+    if hostname:
+        fields.append((4, hostname))
+    return Frame(FrameType.HELLO, 0, encode_fields(fields))
+
+
+def hello_fields(frame: Frame) -> Fields:
+    """The guest's answer to the greeting, which must be its HELLO in our version."""
+    if frame.stream == 0 and frame.type is FrameType.HELLO:
+        hello = decode_fields(frame.payload)
+        if hello.int(1) != PROTOCOL_VERSION:
+            raise ProtocolError(f"guest speaks protocol version {hello.int(1)}")
+        return hello
+    if frame.stream == 0 and frame.type is FrameType.ERROR:
+        reason = decode_fields(frame.payload).str(3)
+        raise ProtocolError(f"guest refused the handshake: {reason}")
+    raise ProtocolError(f"guest sent {frame.type.name} before HELLO")
+
+
 class GuestChannel:
-    """Owns the listening socket and the one connection QEMU makes to it."""
+    """Owns the listening socket and the one connection QEMU makes to it. Outside a
+    handshake, the guest's frames go to `on_frame` and the end of the connection (None,
+    or the ProtocolError of a guest that sent garbage) to `on_end`."""
 
-    def __init__(self, listening: socket.socket) -> None:
+    def __init__(self, listening: socket.socket, reactor: Reactor) -> None:
         self.socket_path = Path(listening.getsockname())
+        self.on_frame: FrameHandler = lambda frame: None
+        self.on_end: EndHandler = lambda error: None
         self._listening = listening
-        self._accepting: asyncio.Task[socket.socket] | None = None
+        self.reactor = reactor
         self._guest: FrameSocket | None = None
+        self._pending: Frame | None = None  # a greeting waiting for QEMU to connect
+        self._awaiting = False
+        self._hello: Fields | None = None
+        self._failure: ProtocolError | None = None
+        listening.setblocking(False)
+        reactor.add_reader(listening.fileno(), self._accept)
 
-    async def listen(self) -> None:
-        """Start waiting for QEMU's connection; `handshake` takes it."""
-        self._listening.setblocking(False)
-        loop = asyncio.get_running_loop()
-        self._accepting = asyncio.ensure_future(self._accept(loop))
+    def _accept(self) -> None:
+        try:
+            connection, _ = self._listening.accept()
+        except BlockingIOError:
+            return
+        self._stop_listening()  # QEMU's is the one connection; later ones are refused
+        self._guest = FrameSocket(connection, self.reactor, self._frame, self._end)
+        if self._pending is not None:
+            self._guest.send_frame(self._pending)
+            self._pending = None
 
-    async def _accept(self, loop: asyncio.AbstractEventLoop) -> socket.socket:
-        connection, _ = await loop.sock_accept(self._listening)
-        self._listening.close()  # QEMU's is the one connection; later ones are refused
-        return connection
+    def _stop_listening(self) -> None:
+        if self._listening.fileno() >= 0:
+            self.reactor.remove_reader(self._listening.fileno())
+            self._listening.close()
 
-    async def handshake(self, hostname: str = "") -> Fields:
-        """Wait for QEMU to connect, greet the guest and return its HELLO fields.
-
-        The greeting gives the guest its identity: the time, fresh entropy and, when
-        given, its hostname. A guest restored from a boot snapshot needs all three (its
-        clock, random state and name are the snapshot's); a cold boot gets the same."""
-        assert self._accepting is not None
+    def handshake(
+        self,
+        hostname: str = "",
+        timeout: float | None = None,
+        abandon: Callable[[], bool] = lambda: False,
+    ) -> Fields | None:
+        """Greet the guest and return its HELLO fields, running the reactor meanwhile;
+        None if `abandon()` turned true first. Raises TimeoutError after `timeout`
+        seconds, ProtocolError if the guest refused, misbehaved or the channel closed."""
+        self._hello, self._failure, self._awaiting = None, None, True
         if self._guest is None:
-            self._guest = FrameSocket(await self._accepting)
-        greeting: list[tuple[int, Value]] = [
-            (1, PROTOCOL_VERSION),
-            (2, time.time_ns()),
-            (3, os.urandom(ENTROPY_BYTES)),
-        ]
-        if hostname:
-            greeting.append((4, hostname))
-        self.send(Frame(FrameType.HELLO, 0, encode_fields(greeting)))
-        async for frame in self.frames():
-            if frame.stream == 0 and frame.type is FrameType.HELLO:
-                hello = decode_fields(frame.payload)
-                if hello.int(1) != PROTOCOL_VERSION:
-                    raise ProtocolError(f"guest speaks protocol version {hello.int(1)}")
-                return hello
-            if frame.stream == 0 and frame.type is FrameType.ERROR:
-                reason = decode_fields(frame.payload).str(3)
-                raise ProtocolError(f"guest refused the handshake: {reason}")
-            raise ProtocolError(f"guest sent {frame.type.name} before HELLO")
-        raise ProtocolError("guest channel closed during the handshake")
+            self._pending = greeting(hostname)
+        else:
+            self._guest.send_frame(greeting(hostname))
+        answered = self.reactor.run_until(
+            lambda: self._hello is not None or self._failure is not None or abandon(), timeout
+        )
+        self._awaiting = False
+        if self._failure is not None:
+            raise self._failure
+        if self._hello is not None:
+            return self._hello
+        if not answered:
+            raise TimeoutError
+        return None
+
+    def _frame(self, frame: Frame) -> None:
+        if not self._awaiting:
+            self.on_frame(frame)
+            return
+        self._awaiting = False  # what follows the answer in the same read is not for us
+        try:
+            self._hello = hello_fields(frame)
+        except ProtocolError as exc:
+            self._failure = exc
+
+    def _end(self, error: ProtocolError | None) -> None:
+        if self._awaiting:
+            self._awaiting = False
+            self._failure = error or ProtocolError("guest channel closed during the handshake")
+        else:
+            self.on_end(error)
 
     def send(self, frame: Frame) -> None:
         """Queue a frame for the guest (dropped if QEMU is not, or no longer, there)."""
         if self._guest is not None:
             self._guest.send_frame(frame)
 
-    async def frames(self) -> AsyncIterator[Frame]:
-        assert self._guest is not None
-        async for frame in self._guest.frames():
-            yield frame
-
-    async def close(self) -> None:
+    def close(self) -> None:
         if self._guest is not None:
             self._guest.close()
-        if self._accepting is not None:
-            self._accepting.cancel()
-        self._listening.close()
+        self._stop_listening()
         with contextlib.suppress(FileNotFoundError):
             self.socket_path.unlink()

@@ -1,43 +1,56 @@
-"""A connected stream socket carrying protocol frames, driven by the running event loop.
+"""A connected stream socket carrying protocol frames, driven by the supervisor's reactor.
 
 The supervisor relays every byte of a transfer: in from one socket, out through another.
-asyncio's socket transport (Python 3.11) copies what the peer cannot take at once into a
-bytearray that is reallocated and moved as it grows and drains; on a 256 MiB file write
+asyncio's socket transport (Python 3.11) copied what the peer could not take at once into
+a bytearray that is reallocated and moved as it grows and drains; on a 256 MiB file write
 that copy was a third of the supervisor's CPU time. Here what cannot be sent at once
 stays queued as the caller's own views and leaves with sendmsg, so a payload on its way
-out is copied only by the kernel. Frames coming in go through the bounded decoder.
+out is copied only by the kernel. Frames coming in go through the bounded decoder and
+are handed to `on_frame` as they arrive.
 """
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import socket
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import Callable
 
-from corral._protocol import Frame, FrameDecoder
+from corral._protocol import Frame, FrameDecoder, ProtocolError
+from corral.node_agent.reactor import Reactor
 
 READ_CHUNK = 1 << 20
 IOV_LIMIT = 64  # views per sendmsg, well under the kernel's IOV_MAX
 
+FrameHandler = Callable[[Frame], None]
+EndHandler = Callable[[ProtocolError | None], None]
+
 
 class FrameSocket:
-    """Owns one connected socket: its reads, its queued writes and its closing."""
+    """Owns one connected socket: its reads, its queued writes and its closing.
 
-    def __init__(self, sock: socket.socket) -> None:
+    Reading starts at once. Each frame goes to `on_frame`, which may raise ProtocolError
+    to reject it. `on_end` is called once, from the reactor, when reading is over: with
+    the ProtocolError for garbage or a rejected frame, with None when the peer went away
+    or this end closed."""
+
+    def __init__(
+        self, sock: socket.socket, reactor: Reactor, on_frame: FrameHandler, on_end: EndHandler
+    ) -> None:
         sock.setblocking(False)
         self._sock = sock
         self._fd = sock.fileno()
-        self._loop = asyncio.get_running_loop()
+        self._reactor = reactor
         self._decoder = FrameDecoder()
+        self._on_frame = on_frame
+        self._on_end = on_end
         self._outgoing: deque[memoryview] = deque()
         self._writing = False
-        self._reading = False
-        self._readable: asyncio.Future[None] | None = None
+        self._reading = True
         self.queued = 0
         """Bytes accepted by `send` that the peer has not taken yet."""
         self.closed = False
+        reactor.add_reader(self._fd, self._read)
 
     def send(self, *parts: bytes | memoryview) -> None:
         """Queue bytes for the peer, sending at once what the socket takes. Never blocks:
@@ -73,7 +86,7 @@ class FrameSocket:
                 sent -= len(head)
                 self._outgoing.popleft()
         if self._outgoing and not self._writing:
-            self._loop.add_writer(self._fd, self._flush)
+            self._reactor.add_writer(self._fd, self._flush)
             self._writing = True
         elif not self._outgoing:
             self._stop_writing()
@@ -82,57 +95,41 @@ class FrameSocket:
 
     def _stop_writing(self) -> None:
         if self._writing:
-            self._loop.remove_writer(self._fd)
+            self._reactor.remove_writer(self._fd)
             self._writing = False
 
-    async def _receive(self) -> bytes:
-        """The next bytes from the peer; b"" once it or `close` ended the connection."""
-        while not self.closed:
-            try:
-                return self._sock.recv(READ_CHUNK)
-            except (BlockingIOError, InterruptedError):
-                pass
-            except ConnectionResetError:
-                return b""
-            self._readable = self._loop.create_future()
-            if not self._reading:
-                self._loop.add_reader(self._fd, self._on_readable)
-                self._reading = True
-            await self._readable
-        return b""
-
-    def _on_readable(self) -> None:
-        """Wake the reader. The fd stays watched while reads follow one another (most
-        arrive a few KiB at a time); with nobody waiting it is set aside until the next
-        read, so unread bytes do not spin the loop."""
-        if self._readable is None or self._readable.done():
-            self._stop_reading()
-        else:
-            self._readable.set_result(None)
-
-    def _stop_reading(self) -> None:
-        if self._reading:
-            self._loop.remove_reader(self._fd)
-            self._reading = False
-
-    async def frames(self) -> AsyncIterator[Frame]:
-        """Frames from the peer until it closes; garbage raises ProtocolError. A new
-        iteration first yields frames a previous one left decoded but unread."""
-        for frame in self._decoder.feed(b""):
-            yield frame
-        while data := await self._receive():
+    def _read(self) -> None:
+        try:
+            data = self._sock.recv(READ_CHUNK)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:  # reset by the peer
+            data = b""
+        if not data:
+            self._end(None)
+            return
+        try:
             for frame in self._decoder.feed(data):
-                yield frame
+                if not self._reading:  # on_frame closed this socket
+                    break
+                self._on_frame(frame)
+        except ProtocolError as exc:
+            self._end(exc)
+
+    def _end(self, error: ProtocolError | None) -> None:
+        if not self._reading:
+            return
+        self._reading = False
+        self._reactor.remove_reader(self._fd)
+        self._reactor.call_soon(lambda: self._on_end(error))
 
     def close(self) -> None:
-        """Stop reading (a read in progress ends); the socket closes once what is queued
-        has been sent. Idempotent."""
+        """Stop reading (`on_end` follows); the socket closes once what is queued has been
+        sent. Idempotent."""
         if self.closed:
             return
         self.closed = True
-        self._stop_reading()
-        if self._readable is not None and not self._readable.done():
-            self._readable.set_result(None)
+        self._end(None)
         if not self._outgoing:
             self._sock.close()
 

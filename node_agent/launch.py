@@ -3,9 +3,9 @@
 `python -m corral.node_agent.launch` is what a creator starts, and the process lives as
 long as the sandbox. The VM is prepared in a forked child (node_agent/prepare.py: the
 image, the disks, the boot snapshot), which loads what that takes (a registry client,
-OpenSSL for hashing images) and exits. This process then turns off asyncio's and
-hashlib's optional OpenSSL imports, which nothing it does needs (~4.5 MiB of RSS per
-sandbox; bench/memory.py), binds the guest channel, starts QEMU, and imports the asyncio
+OpenSSL for hashing images) and exits. This process then turns off the optional
+OpenSSL imports (ssl, hashlib's _hashlib), which nothing it does needs (~4.5 MiB of RSS
+per sandbox; bench/memory.py), binds the guest channel, starts QEMU, and imports the
 supervisor, which loads while the guest boots. A failure before the VM is up is recorded
 in the state store and reported to the creator as one JSON line on stdout.
 """
@@ -128,8 +128,8 @@ def prepare_or_failure(paths: Paths, record: SandboxRecord) -> Plan | dict[str, 
 
 
 def without_openssl() -> None:
-    """From here on, imports of ssl and _hashlib fail: asyncio then goes without TLS and
-    hashlib uses its built-in SHA-2. This process serves a running sandbox and needs
+    """From here on, imports of ssl and _hashlib fail: hashlib then uses its built-in
+    SHA-2 and nothing loads OpenSSL. This process serves a running sandbox and needs
     neither TLS nor fast hashing; a QEMU snapshot is recorded by a child of its own."""
     sys.modules["ssl"] = None  # type: ignore[assignment]
     sys.modules["_hashlib"] = None  # type: ignore[assignment]

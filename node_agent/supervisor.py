@@ -10,7 +10,6 @@ it. A non-detached sandbox is stopped and removed when its owner process exits.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import os
@@ -21,10 +20,8 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 from corral._errors import BootError
-from corral._exec import ExecRequest
 from corral._protocol import (
     Fields,
     Frame,
@@ -33,11 +30,13 @@ from corral._protocol import (
     decode_fields,
     encode_fields,
 )
+from corral._protocol.exec_request import ExecRequest
 from corral._state import StateStore
 from corral.node_agent import cgroups, rootfs
 from corral.node_agent.channel import GuestChannel
 from corral.node_agent.frame_socket import FrameSocket
 from corral.node_agent.launch import Launched, fail, listen_unix, report
+from corral.node_agent.reactor import Reactor
 from corral.node_agent.router import GUEST, Outgoing, Router, error_frame
 
 MAIN_CLIENT = 0  # the supervisor itself, as the client of the sandbox's main process
@@ -47,23 +46,26 @@ STOP_TIMEOUT = 10.0
 EXIT_GRACE = 2.0  # how long a failed handshake waits to learn whether QEMU exited
 MAX_CLIENT_BACKLOG = 64 << 20  # bytes queued for a client that does not read
 CLIENT_BACKLOG = 128  # connections waiting to be accepted: a burst of CLI calls
+ACCEPT_PAUSE = 1.0  # seconds without accepting after the process ran out of descriptors
 OWNER_EXITED = "owner process exited"
 
 
-def call_when_exited(pidfd: int, callback: Callable[[], None]) -> None:
+def call_when_exited(reactor: Reactor, pidfd: int, callback: Callable[[], None]) -> None:
     """Run `callback` once the process behind `pidfd` has exited (the fd is closed)."""
-    loop = asyncio.get_running_loop()
 
     def ready() -> None:
-        loop.remove_reader(pidfd)
+        reactor.remove_reader(pidfd)
         os.close(pidfd)
         callback()
 
-    loop.add_reader(pidfd, ready)
+    reactor.add_reader(pidfd, ready)
 
 
 class Supervisor:
-    def __init__(self, store: StateStore, launched: Launched, owner_pid: int) -> None:
+    def __init__(
+        self, store: StateStore, launched: Launched, owner_pid: int, reactor: Reactor
+    ) -> None:
+        self.reactor = reactor
         self.store = store
         self.record = launched.record
         self.config = launched.config
@@ -73,72 +75,66 @@ class Supervisor:
         self.defaults = launched.defaults
         self.restored_from = launched.restored_from
         self.record_to = launched.record_to
-        self.channel = GuestChannel(launched.channel)
+        self.channel = GuestChannel(launched.channel, reactor)
+        self.channel.on_frame = self.guest_frame
+        self.channel.on_end = self.guest_ended
         self.owner_pid = owner_pid
         self.router = Router()
         self.clients: dict[int, FrameSocket] = {}
-        self.client_tasks: set[asyncio.Task[None]] = set()
         self.next_client = MAIN_CLIENT + 1
         self.stopping = False
         self.stop_reason = ""
         self.crash_reason = ""
         self.hello = Fields([])
         self.api: socket.socket | None = None
-        self.accepting: asyncio.Task[None] | None = None
-        self.qemu_exited: asyncio.Future[int] | None = None
-        self.recorder: asyncio.subprocess.Process | None = None
+        self.qemu_exit: int | None = None  # QEMU's exit code, once it has exited
+        self.recorder: subprocess.Popen[bytes] | None = None
 
     def watch_qemu(self) -> None:
-        exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.qemu_exited = exited
-        call_when_exited(self.qemu.pidfd(), lambda: exited.set_result(self.qemu.reap()))
+        call_when_exited(self.reactor, self.qemu.pidfd(), self.qemu_exited)
 
-    async def boot(self) -> None:
+    def qemu_exited(self) -> None:
+        self.qemu_exit = self.qemu.reap()
+
+    def qemu_gone(self) -> bool:
+        return self.qemu_exit is not None
+
+    def boot(self) -> None:
         """Greet the guest (the launch already started QEMU) and open the client API."""
-        await self.channel.listen()
         self.watch_qemu()
         if self.record_to is not None:
-            self.recorder = await self.spawn_recorder()
-        assert self.qemu_exited is not None
-        greeting = asyncio.ensure_future(self.channel.handshake(hostname=self.name))
-        racing: set[asyncio.Future[Any]] = {self.qemu_exited, greeting}
-        done, _ = await asyncio.wait(
-            racing, timeout=BOOT_TIMEOUT, return_when=asyncio.FIRST_COMPLETED
-        )
-        if greeting not in done:
-            greeting.cancel()
-            problem = (
-                self.qemu.describe_exit(self.qemu_exited.result())
-                if self.qemu_exited.done()
-                else "timed out"
-            )
-            self.qemu.kill()
-            raise BootError(
-                f"the guest did not come up: {problem}{self.discard_snapshot()}",
-                self.console_tail(),
-            )
-        try:
-            self.hello = greeting.result()
-            if self.recorder is not None:
-                await self.record_snapshot(self.recorder)
-                # Greet again: the entropy the snapshot holds is in every guest restored
-                # from it, so this guest too must go on from entropy the snapshot never saw.
-                rehello = self.channel.handshake(hostname=self.name)
-                self.hello = await asyncio.wait_for(rehello, BOOT_TIMEOUT)
-        except (ProtocolError, TimeoutError) as exc:
-            problem = f"guest handshake failed: {exc}" if str(exc) else "guest handshake timed out"
-            with contextlib.suppress(TimeoutError):  # a channel that closed: did QEMU exit?
-                code = await asyncio.wait_for(asyncio.shield(self.qemu_exited), EXIT_GRACE)
-                problem = f"the guest did not come up: {self.qemu.describe_exit(code)}"
-            self.qemu.kill()
-            raise BootError(problem + self.discard_snapshot(), self.console_tail()) from exc
+            self.recorder = self.spawn_recorder()
+        self.hello = self.greet()
+        if self.recorder is not None:
+            self.record_snapshot(self.recorder)
+            # Greet again: the entropy the snapshot holds is in every guest restored
+            # from it, so this guest too must go on from entropy the snapshot never saw.
+            self.hello = self.greet()
         self.api = listen_unix(self.dir / "api.sock", CLIENT_BACKLOG)
-        self.accepting = asyncio.ensure_future(self.accept_clients(self.api))
+        self.api.setblocking(False)
+        self.reactor.add_reader(self.api.fileno(), self.accept_client)
         # A restored guest's kernel boot ID is its snapshot's, the same in every sandbox
         # restored from it; this boot gets its own.
         boot_id = str(uuid.uuid4()) if self.restored_from else self.hello.str(4)
         self.store.update(self.name, status="running", boot_id=boot_id, started_at=time.time())
         self.start_main()
+
+    def greet(self) -> Fields:
+        """The guest's HELLO; a BootError, with QEMU killed, if it does not come."""
+        message = "the guest did not come up: timed out"
+        try:
+            hello = self.channel.handshake(self.name, BOOT_TIMEOUT, abandon=self.qemu_gone)
+        except TimeoutError:
+            hello = None
+        except ProtocolError as exc:
+            hello, message = None, f"guest handshake failed: {exc}"
+            self.reactor.run_until(self.qemu_gone, EXIT_GRACE)  # a channel that closed?
+        if hello is not None:
+            return hello
+        if self.qemu_exit is not None:
+            message = f"the guest did not come up: {self.qemu.describe_exit(self.qemu_exit)}"
+        self.qemu.kill()
+        raise BootError(message + self.discard_snapshot(), self.console_tail())
 
     def discard_snapshot(self) -> str:
         """A restore that failed: drop the snapshot, so the shape's next sandbox boots
@@ -148,12 +144,12 @@ class Supervisor:
         rootfs.remove_tree(self.restored_from.directory)
         return f" (restoring boot snapshot {self.restored_from.directory.name}; discarded)"
 
-    async def spawn_recorder(self) -> asyncio.subprocess.Process:
+    def spawn_recorder(self) -> subprocess.Popen[bytes]:
         """The process that records this cold boot's snapshot through QMP
         (node_agent/snapshot_record.py), started now so that it loads while the guest
         boots: its QMP client imports ssl, which this process goes without."""
         assert self.record_to is not None and self.qemu.spec.qmp_socket is not None
-        return await asyncio.create_subprocess_exec(
+        command = [
             sys.executable,
             "-m",
             "corral.node_agent.snapshot_record",
@@ -161,25 +157,24 @@ class Supervisor:
             str(self.dir / "upper.ext4"),
             str(self.record_to.directory),
             json.dumps(self.record_to.files),
-            stdin=subprocess.PIPE,
-        )
+        ]
+        return subprocess.Popen(command, stdin=subprocess.PIPE)
 
-    async def record_snapshot(self, recorder: asyncio.subprocess.Process) -> None:
+    def record_snapshot(self, recorder: subprocess.Popen[bytes]) -> None:
         """Best effort: a snapshot that cannot be recorded leaves the next sandbox of this
         shape to boot cold, never this one failing (the recorder says why on the stderr
         it shares with this process)."""
         assert recorder.stdin is not None
         with contextlib.suppress(ConnectionError):  # a recorder that died already
             recorder.stdin.write(b"\n")  # go
-            await recorder.stdin.drain()
             recorder.stdin.close()
-        await recorder.wait()
+        recorder.wait()
 
-    async def abandon_recording(self) -> None:
+    def abandon_recording(self) -> None:
         """A boot that failed records nothing: its recorder, still waiting, goes."""
-        if self.recorder is not None and self.recorder.returncode is None:
+        if self.recorder is not None and self.recorder.poll() is None:
             self.recorder.kill()
-            await self.recorder.wait()
+            self.recorder.wait()
 
     def start_main(self) -> None:
         """Run the sandbox's entrypoint/cmd, if it has one; its output goes to main.log."""
@@ -218,17 +213,14 @@ class Supervisor:
             return ""
         return "\n".join(text.strip().splitlines()[-lines:])
 
-    async def serve(self) -> None:
-        assert self.qemu_exited is not None
-        pump = asyncio.ensure_future(self.pump_guest())
+    def serve(self) -> None:
+        """Serve clients until QEMU exits, then record how the sandbox ended."""
         if self.owner_pid:
             self.watch_owner()
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, lambda: self.request_stop("SIGTERM"))
-        code = await self.qemu_exited
-        pump.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pump
+        self.reactor.on_signal(signal.SIGTERM, lambda: self.request_stop("SIGTERM"))
+        self.reactor.run_until(self.qemu_gone)
+        code = self.qemu_exit
+        assert code is not None
         if self.stopping:
             status, reason = "stopped", self.stop_reason
         else:
@@ -238,14 +230,15 @@ class Supervisor:
                 reason += " | console: " + tail.replace("\n", " | ")
         self.store.update(self.name, status=status, reason=reason, finished_at=time.time())
         self.deliver(self.router.fail_all("SandboxStopped", f"sandbox {status}: {reason}"))
-        await self.close()
+        self.close()
 
-    async def pump_guest(self) -> None:
-        try:
-            async for frame in self.channel.frames():
-                self.deliver(self.router.from_guest(frame))
-        except ProtocolError as exc:
-            self.condemn(f"guest broke the protocol: {exc}")
+    def guest_frame(self, frame: Frame) -> None:
+        self.deliver(self.router.from_guest(frame))
+
+    def guest_ended(self, error: ProtocolError | None) -> None:
+        """The channel closes when QEMU exits, which its pidfd reports; garbage is news."""
+        if error is not None:
+            self.condemn(f"guest broke the protocol: {error}")
 
     def deliver(self, outgoing: list[Outgoing]) -> None:
         for target, frame in outgoing:
@@ -263,33 +256,43 @@ class Supervisor:
                 continue
             peer.send_frame(frame)
 
-    async def accept_clients(self, listening: socket.socket) -> None:
-        listening.setblocking(False)
-        loop = asyncio.get_running_loop()
-        while True:
-            connection, _ = await loop.sock_accept(listening)
-            task = asyncio.ensure_future(self.serve_client(FrameSocket(connection)))
-            self.client_tasks.add(task)
-            task.add_done_callback(self.client_tasks.discard)
-
-    async def serve_client(self, peer: FrameSocket) -> None:
+    def accept_client(self) -> None:
+        assert self.api is not None
+        try:
+            connection, _ = self.api.accept()
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        except OSError:  # out of file descriptors: look again in a moment
+            self.reactor.remove_reader(self.api.fileno())
+            self.reactor.call_later(ACCEPT_PAUSE, self.resume_accepting)
+            return
         client = self.next_client
         self.next_client += 1
+        peer: FrameSocket  # its own handlers name it
+        peer = FrameSocket(
+            connection,
+            self.reactor,
+            lambda frame: self.client_frame(client, peer, frame),
+            lambda error: self.client_ended(client, peer, error),
+        )
         self.clients[client] = peer
-        try:
-            async for frame in peer.frames():
-                if frame.stream == 0:
-                    self.control(peer, frame)
-                else:
-                    self.deliver(self.router.from_client(client, frame))
-        except ProtocolError as exc:
-            peer.send_frame(error_frame(0, "Protocol", str(exc)))
-        except OSError:
-            pass
-        finally:
-            del self.clients[client]
-            self.deliver(self.router.client_gone(client))
-            peer.close()
+
+    def resume_accepting(self) -> None:
+        if self.api is not None and self.api.fileno() >= 0:
+            self.reactor.add_reader(self.api.fileno(), self.accept_client)
+
+    def client_frame(self, client: int, peer: FrameSocket, frame: Frame) -> None:
+        if frame.stream == 0:
+            self.control(peer, frame)
+        else:
+            self.deliver(self.router.from_client(client, frame))
+
+    def client_ended(self, client: int, peer: FrameSocket, error: ProtocolError | None) -> None:
+        if error is not None:
+            peer.send_frame(error_frame(0, "Protocol", str(error)))
+        self.clients.pop(client, None)
+        self.deliver(self.router.client_gone(client))
+        peer.close()
 
     def control(self, peer: FrameSocket, frame: Frame) -> None:
         if frame.type is FrameType.HELLO:
@@ -316,7 +319,7 @@ class Supervisor:
         self.stopping, self.stop_reason = True, reason
         self.store.update(self.name, status="stopping")
         self.channel.send(Frame(FrameType.SHUTDOWN, 0))
-        asyncio.get_running_loop().call_later(STOP_TIMEOUT, self.request_kill, reason)
+        self.reactor.call_later(STOP_TIMEOUT, lambda: self.request_kill(reason))
 
     def request_kill(self, reason: str) -> None:
         """Stop at once: the sandbox ends `stopped` with this reason."""
@@ -336,37 +339,34 @@ class Supervisor:
         except ProcessLookupError:
             self.request_stop(OWNER_EXITED)
             return
-        call_when_exited(pidfd, lambda: self.request_stop(OWNER_EXITED))
+        call_when_exited(self.reactor, pidfd, lambda: self.request_stop(OWNER_EXITED))
 
-    async def close(self) -> None:
+    def close(self) -> None:
         for peer in list(self.clients.values()):
             peer.close()
-        if self.accepting is not None:
-            self.accepting.cancel()
         if self.api is not None:
+            self.reactor.remove_reader(self.api.fileno())
             self.api.close()
         with contextlib.suppress(FileNotFoundError):
             (self.dir / "api.sock").unlink()
-        await self.channel.close()
+        self.channel.close()
 
 
-async def supervise(store: StateStore, launched: Launched, owner_pid: int) -> int:
-    supervisor = Supervisor(store, launched, owner_pid)
+def run(store: StateStore, launched: Launched, owner_pid: int) -> int:
+    reactor = Reactor()
+    supervisor = Supervisor(store, launched, owner_pid, reactor)
     try:
-        await supervisor.boot()
+        supervisor.boot()
     except Exception as exc:
         supervisor.qemu.kill()
-        await supervisor.abandon_recording()
-        await supervisor.channel.close()
+        supervisor.abandon_recording()
+        supervisor.channel.close()
         return fail(store, supervisor.name, exc)
     report({"ok": True})
-    await supervisor.serve()
+    supervisor.serve()
+    reactor.close()
     if supervisor.stop_reason == OWNER_EXITED:
         cgroups.leave(supervisor.dir)
         rootfs.remove_tree(supervisor.dir)
         store.delete(supervisor.name, supervisor.record.uid)
     return 0
-
-
-def run(store: StateStore, launched: Launched, owner_pid: int) -> int:
-    return asyncio.run(supervise(store, launched, owner_pid))

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -11,15 +11,16 @@ import pytest
 from corral._protocol import PROTOCOL_VERSION, Frame, FrameType, ProtocolError, encode_fields
 from corral.node_agent.channel import GuestChannel
 from corral.node_agent.launch import listen_unix
+from corral.node_agent.reactor import Reactor
 
 
-async def fake_guest(path: Path, *replies: bytes) -> asyncio.StreamWriter:
-    reader, writer = await asyncio.open_unix_connection(str(path))
-    await reader.readexactly(12 + 14)  # the host's HELLO: header + one int field
+def fake_guest(path: Path, *replies: bytes) -> socket.socket:
+    """Connected and with its replies sent, before the host's HELLO reaches it."""
+    guest = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    guest.connect(str(path))
     for reply in replies:
-        writer.write(reply)
-    await writer.drain()
-    return writer
+        guest.sendall(reply)
+    return guest
 
 
 def hello(version: int = PROTOCOL_VERSION) -> bytes:
@@ -27,18 +28,34 @@ def hello(version: int = PROTOCOL_VERSION) -> bytes:
     return Frame(FrameType.HELLO, 0, fields).encode()
 
 
-async def test_handshake_then_garbage_is_a_protocol_error(tmp_path: Path) -> None:
-    channel = GuestChannel(listen_unix(tmp_path / "channel.sock"))
-    await channel.listen()
-    guest = asyncio.ensure_future(fake_guest(channel.socket_path, hello(), os.urandom(64)))
-    fields = await channel.handshake()
-    assert fields.str(4) == "boot"
-    with pytest.raises(ProtocolError):
-        async for _ in channel.frames():
-            pass
-    (await guest).close()
-    await channel.close()
+def test_handshake_then_garbage_is_a_protocol_error(tmp_path: Path) -> None:
+    reactor = Reactor()
+    channel = GuestChannel(listen_unix(tmp_path / "channel.sock"), reactor)
+    ends: list[ProtocolError | None] = []
+    channel.on_end = ends.append
+    guest = fake_guest(channel.socket_path, hello(), os.urandom(64))
+    fields = channel.handshake(hostname="sandbox", timeout=5)
+    assert fields is not None and fields.str(4) == "boot"
+    assert reactor.run_until(lambda: bool(ends), timeout=5)
+    assert isinstance(ends[0], ProtocolError)
+    greeting = guest.recv(1 << 16)
+    assert greeting[8] == FrameType.HELLO and b"sandbox" in greeting
+    guest.close()
+    channel.close()
     assert not channel.socket_path.exists()
+
+
+def test_frames_after_the_hello_go_to_on_frame(tmp_path: Path) -> None:
+    reactor = Reactor()
+    channel = GuestChannel(listen_unix(tmp_path / "channel.sock"), reactor)
+    frames: list[Frame] = []
+    channel.on_frame = frames.append
+    guest = fake_guest(channel.socket_path, hello() + Frame(FrameType.STDOUT, 5, b"x").encode())
+    assert channel.handshake(timeout=5) is not None
+    assert reactor.run_until(lambda: bool(frames), timeout=5)
+    assert [(f.type, f.stream, f.payload) for f in frames] == [(FrameType.STDOUT, 5, b"x")]
+    guest.close()
+    channel.close()
 
 
 @pytest.mark.parametrize(
@@ -47,13 +64,25 @@ async def test_handshake_then_garbage_is_a_protocol_error(tmp_path: Path) -> Non
         (hello(version=99), "version 99"),
         (Frame(FrameType.STDOUT, 3, b"early").encode(), "before HELLO"),
         (b"\xff" * 12, "exceeds"),
+        (b"", "closed during the handshake"),
     ],
 )
-async def test_bad_handshakes(tmp_path: Path, reply: bytes, message: str) -> None:
-    channel = GuestChannel(listen_unix(tmp_path / "channel.sock"))
-    await channel.listen()
-    guest = asyncio.ensure_future(fake_guest(channel.socket_path, reply))
+def test_bad_handshakes(tmp_path: Path, reply: bytes, message: str) -> None:
+    channel = GuestChannel(listen_unix(tmp_path / "channel.sock"), Reactor())
+    guest = fake_guest(channel.socket_path, reply)
+    if not reply:
+        guest.shutdown(socket.SHUT_WR)
     with pytest.raises(ProtocolError, match=message):
-        await channel.handshake()
-    (await guest).close()
-    await channel.close()
+        channel.handshake(timeout=5)
+    guest.close()
+    channel.close()
+
+
+def test_a_silent_guest_times_out_and_abandon_ends_the_wait(tmp_path: Path) -> None:
+    channel = GuestChannel(listen_unix(tmp_path / "channel.sock"), Reactor())
+    guest = fake_guest(channel.socket_path)
+    with pytest.raises(TimeoutError):
+        channel.handshake(timeout=0.1)
+    assert channel.handshake(timeout=5, abandon=lambda: True) is None
+    guest.close()
+    channel.close()
