@@ -27,6 +27,7 @@ from corral._protocol import Frame, FrameType, decode_fields, encode_fields
 from corral.node_agent import rootfs
 from corral.node_agent.assets import Assets
 from corral.node_agent.channel import GuestChannel
+from corral.node_agent.image_defaults import DEFAULT_PATH
 from corral.node_agent.launch import listen_unix
 from corral.node_agent.vmm import Disk, QemuProcess, VmSpec, qemu_command
 
@@ -66,7 +67,7 @@ class GuestShell:
         channel.on_frame = self.frames.append
 
     def run(self, stream: int, script: str) -> None:
-        fields = [(1, "/bin/sh"), (1, "-c"), (1, script), (2, f"PATH={rootfs.DEFAULT_PATH}")]
+        fields = [(1, "/bin/sh"), (1, "-c"), (1, script), (2, f"PATH={DEFAULT_PATH}")]
         request = encode_fields([*fields, (3, "/"), (4, "root")])
         self.channel.send(Frame(FrameType.EXEC, stream, request))
 

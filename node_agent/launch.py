@@ -28,11 +28,12 @@ from corral._errors import BootError, CorralError
 from corral._paths import Paths
 from corral._state import SandboxRecord, StateStore, current_process_identity
 from corral.node_agent import cgroups
+from corral.node_agent.image_defaults import ImageDefaults
+from corral.node_agent.plan import Plan
 from corral.node_agent.vmm import QemuProcess
 
-if TYPE_CHECKING:  # loaded in the child, or once OpenSSL is off (they import hashlib)
-    from corral.node_agent import rootfs, snapshots
-    from corral.node_agent.prepare import Plan
+if TYPE_CHECKING:  # unpickling a Plan loads it, once OpenSSL is off (it imports hashlib)
+    from corral.node_agent import snapshots
 
 
 @dataclass
@@ -43,7 +44,7 @@ class Launched:
     directory: Path
     qemu: QemuProcess
     channel: socket.socket
-    defaults: rootfs.ImageDefaults
+    defaults: ImageDefaults
     restored_from: snapshots.Snapshot | None = None
     record_to: snapshots.Snapshot | None = None  # cold boot of a shape with no snapshot yet
 
@@ -164,7 +165,11 @@ def fail(store: StateStore, name: str, error: Exception | dict[str, Any]) -> int
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    # A fixed help width: by default argparse asks shutil for the terminal's, and shutil
+    # (with bz2 and lzma) would stay resident in every supervisor.
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=lambda prog: argparse.HelpFormatter(prog, width=88)
+    )
     parser.add_argument("--home", required=True, type=Path)
     parser.add_argument("--name", required=True)
     parser.add_argument("--owner-pid", type=int, default=0)

@@ -10,7 +10,7 @@ stays in the process that supervises the sandbox for its whole life.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from corral._errors import BootError
@@ -18,21 +18,11 @@ from corral._paths import Paths
 from corral._state import SandboxRecord
 from corral.node_agent import accel, rootfs, snapshots
 from corral.node_agent.assets import CLOUD_KERNEL, Assets
+from corral.node_agent.plan import Plan
 from corral.node_agent.vmm import ROOT_SHARE_TAG, Disk, VmSpec
 
 TSC_ENV = "CORRAL_TSC_KHZ"
 """The host's TSC frequency in kHz, as the node agent measured it where it runs."""
-
-
-@dataclass(frozen=True)
-class Plan:
-    """A prepared VM: what the launch starts and what its supervisor needs to know."""
-
-    spec: VmSpec
-    defaults: rootfs.ImageDefaults
-    accel_reason: str
-    restored_from: snapshots.Snapshot | None = None
-    record_to: snapshots.Snapshot | None = None  # cold boot of a shape with no snapshot yet
 
 
 def prepare(paths: Paths, record: SandboxRecord) -> Plan:

@@ -24,41 +24,16 @@ import tarfile
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from corral._errors import ImageError
+from corral.node_agent.image_defaults import DEFAULT_PATH, ImageDefaults
 
 if TYPE_CHECKING:
     from corral.node_agent.images.manifest import ImageConfig
     from corral.node_agent.images.store import Image
-
-DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-
-
-@dataclass(frozen=True)
-class ImageDefaults:
-    """What the image says a process should get unless the sandbox overrides it."""
-
-    env: dict[str, str] = field(default_factory=lambda: {"PATH": DEFAULT_PATH})
-    entrypoint: list[str] = field(default_factory=list)
-    cmd: list[str] = field(default_factory=list)
-    workdir: str = "/"
-    user: str = "root"
-
-    def main_argv(self, entrypoint: list[str] | None, cmd: list[str] | None) -> list[str]:
-        """The sandbox's main process, combined the way OCI runtimes do; [] for none.
-
-        It runs only when the sandbox sets an entrypoint or cmd of its own: an image's
-        default alone (often a shell) is what `corral run` offers interactively.
-        """
-        if entrypoint is not None:
-            return [*entrypoint, *(cmd or [])]
-        if cmd is not None:
-            return [*self.entrypoint, *cmd]
-        return []
-
 
 DISK_FORMATS = {".raw": "raw", ".img": "raw", ".qcow2": "qcow2"}
 """A disk image's format comes from its name: QEMU is never left to probe it."""

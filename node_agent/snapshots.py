@@ -22,7 +22,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +65,8 @@ def file_identity(path: Path) -> str:
 def booted_files(spec: VmSpec) -> dict[str, str]:
     """The files a guest of `spec` is made of (QEMU, kernel, initramfs, base disk), each
     with the identity of its current content."""
+    import shutil  # only here: a supervisor loads this module, and keeps what it imports
+
     qemu = Path(shutil.which(spec.emulator) or spec.emulator)
     paths = (qemu, spec.kernel, spec.initramfs, spec.disks[0].path)
     return {str(path): file_identity(path) for path in paths}

@@ -20,6 +20,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from corral._errors import BootError
 from corral._protocol import (
@@ -32,7 +33,7 @@ from corral._protocol import (
 )
 from corral._protocol.exec_request import ExecRequest
 from corral._state import StateStore
-from corral.node_agent import cgroups, rootfs
+from corral.node_agent import cgroups
 from corral.node_agent.channel import GuestChannel
 from corral.node_agent.frame_socket import FrameSocket
 from corral.node_agent.launch import Launched, fail, listen_unix, report
@@ -48,6 +49,14 @@ MAX_CLIENT_BACKLOG = 64 << 20  # bytes queued for a client that does not read
 CLIENT_BACKLOG = 128  # connections waiting to be accepted: a burst of CLI calls
 ACCEPT_PAUSE = 1.0  # seconds without accepting after the process ran out of descriptors
 OWNER_EXITED = "owner process exited"
+
+
+def remove_tree(path: Path) -> None:
+    """rootfs.remove_tree, loaded only when needed: rootfs's imports (tarfile, tempfile,
+    shutil) would otherwise stay in the supervisor for the sandbox's whole life."""
+    from corral.node_agent import rootfs
+
+    rootfs.remove_tree(path)
 
 
 def call_when_exited(reactor: Reactor, pidfd: int, callback: Callable[[], None]) -> None:
@@ -141,7 +150,7 @@ class Supervisor:
         cold (and records a new one); the note goes into the boot error."""
         if self.restored_from is None:
             return ""
-        rootfs.remove_tree(self.restored_from.directory)
+        remove_tree(self.restored_from.directory)
         return f" (restoring boot snapshot {self.restored_from.directory.name}; discarded)"
 
     def spawn_recorder(self) -> subprocess.Popen[bytes]:
@@ -367,6 +376,6 @@ def run(store: StateStore, launched: Launched, owner_pid: int) -> int:
     reactor.close()
     if supervisor.stop_reason == OWNER_EXITED:
         cgroups.leave(supervisor.dir)
-        rootfs.remove_tree(supervisor.dir)
+        remove_tree(supervisor.dir)
         store.delete(supervisor.name, supervisor.record.uid)
     return 0

@@ -29,6 +29,7 @@ from corral._paths import Paths
 from corral._state import LIVE_STATUSES, SandboxRecord, StateStore
 from corral.node_agent import rootfs, snapshots
 from corral.node_agent.assets import Assets
+from corral.node_agent.image_defaults import ImageDefaults
 from corral.node_agent.images.manifest import ImageConfig
 from corral.node_agent.images.reference import Reference, parse
 from corral.node_agent.images.store import Image, ImageStore
@@ -225,7 +226,7 @@ def _disk_key(paths: Paths, reference: Reference, digest: str) -> str:
     """The directory name of the root disk built from the image with manifest `digest`
     (the key depends on the digest only, so no blob need be read)."""
     image = Image(reference, digest, ImageConfig(), ())
-    source = rootfs.ImageSource("", paths.images, "oci", rootfs.ImageDefaults(), image)
+    source = rootfs.ImageSource("", paths.images, "oci", ImageDefaults(), image)
     return rootfs.source_key(source)[:32]
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from corral._state import StateStore, current_process_identity
 from corral.node_agent import rootfs, snapshots
+from corral.node_agent.image_defaults import ImageDefaults
 from corral.node_agent.images.manifest import ImageConfig
 from corral.node_agent.images.reference import parse
 from corral.node_agent.images.store import Image
@@ -50,7 +51,7 @@ def push(registry: RegistryServer, tmp_path: Path, repository: str, *extra: byte
 def fake_disk(home: Path, reference: str, digest: str) -> Path:
     """A root disk where rootfs would build the image's, without building it."""
     image = Image(parse(reference), digest, ImageConfig(), ())
-    source = rootfs.ImageSource("", home / "images", "oci", rootfs.ImageDefaults(), image)
+    source = rootfs.ImageSource("", home / "images", "oci", ImageDefaults(), image)
     disk = home / "images" / rootfs.source_key(source)[:32] / "root.ext4"
     disk.parent.mkdir(parents=True)
     disk.write_bytes(b"disk")
