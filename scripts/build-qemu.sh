@@ -4,7 +4,7 @@
 # devices in node_agent/qemu/devices.mak only, KVM and TCG both on
 # (node_agent/qemu/configure-options). Debian builds such a binary itself
 # (qemu-system-x86_64-microvm) but without TCG and 9p; this one runs where KVM cannot,
-# and its idle process is ~17 MiB smaller than the full emulator's (fewer devices to
+# and its idle process is ~19 MiB smaller than the full emulator's (fewer devices to
 # register and relocate, fewer libraries mapped). It is linked with packed relative
 # relocations (DT_RELR: 1.1 MiB of .rela.dyn, read at every start and left resident,
 # becomes 16 KiB) and, as Debian's build has it, with malloc-trim, so that QEMU's RCU
