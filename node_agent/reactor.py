@@ -143,7 +143,7 @@ class Reactor:
         try:
             callback()
         except Exception:
-            import traceback
+            import traceback  # only once something failed: it stays out of every supervisor
 
             print("corral supervisor: a callback failed", file=sys.stderr)
             traceback.print_exc()
