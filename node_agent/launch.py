@@ -22,18 +22,14 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from corral._errors import BootError, CorralError
 from corral._paths import Paths
 from corral._state import SandboxRecord, StateStore, current_process_identity
 from corral.node_agent import cgroups
-from corral.node_agent.image_defaults import ImageDefaults
 from corral.node_agent.plan import Plan
 from corral.node_agent.vmm import QemuProcess
-
-if TYPE_CHECKING:  # unpickling a Plan loads it, once OpenSSL is off (it imports hashlib)
-    from corral.node_agent import snapshots
 
 
 @dataclass
@@ -44,9 +40,7 @@ class Launched:
     directory: Path
     qemu: QemuProcess
     channel: socket.socket
-    defaults: ImageDefaults
-    restored_from: snapshots.Snapshot | None = None
-    record_to: snapshots.Snapshot | None = None  # cold boot of a shape with no snapshot yet
+    plan: Plan
 
     @property
     def config(self) -> dict[str, Any]:
@@ -84,9 +78,7 @@ def launch(paths: Paths, store: StateStore, record: SandboxRecord) -> Launched |
         accel_reason=plan.accel_reason,
         boot_mode="snapshot" if plan.restored_from else "cold",
     )
-    return Launched(
-        record, directory, qemu, channel, plan.defaults, plan.restored_from, plan.record_to
-    )
+    return Launched(record, directory, qemu, channel, plan)
 
 
 def prepare_in_child(paths: Paths, record: SandboxRecord) -> Plan | dict[str, Any]:

@@ -89,9 +89,9 @@ class Supervisor:
         self.name = launched.record.name
         self.dir = launched.directory
         self.qemu = launched.qemu
-        self.defaults = launched.defaults
-        self.restored_from = launched.restored_from
-        self.record_to = launched.record_to
+        self.defaults = launched.plan.defaults
+        self.restored_from = launched.plan.restored_from
+        self.record_to = launched.plan.record_to
         self.channel = GuestChannel(launched.channel, reactor)
         self.channel.on_frame = self.guest_frame
         self.channel.on_end = self.guest_ended
